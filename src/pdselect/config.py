@@ -1,0 +1,367 @@
+"""One typed config for the whole pipeline: dataclasses with help text, loaded from YAML plus
+dotted ``key=value`` overrides, validated in one place before any compute starts.
+
+    cfg = load_config("configs/demo.yaml", ["select.budget=0.5", "seed=3"])
+
+Unknown keys and bad values raise :class:`ConfigError` naming the key and the fix
+(with a did-you-mean hint for typos).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _f(default: Any, help: str, **kw):  # noqa: A002 - mirrors argparse's name
+    """A dataclass field carrying its help text (shown by ``pdselect config --help-fields``)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DataConfig:
+    source: Literal["usr_topical_chat", "usr_persona_chat", "summeval_op", "ultrafeedback",
+                    "helpsteer2", "generic", "pairs"] = _f(
+        "usr_topical_chat", "Which reader to use. The usr_* and summeval_op sources default to "
+        "the copies bundled with pdselect.")
+    path: str = _f("", "Local JSON/JSONL/Parquet file or folder, or a Hugging Face dataset id. "
+                       "Empty: the bundled copy (usr_*, summeval_op only).")
+    hf_split: str = _f("train", "Split to read when `path` is a Hugging Face dataset id.")
+    aspects: list[str] = _f([], "Aspects to keep (empty: every aspect the source rates).")
+    columns: dict[str, str] = _f({}, "generic source only: map of canonical name -> your column. "
+                                     "Canonical names: input, response, input_id, overall.")
+    aspect_columns: dict[str, str] = _f({}, "generic source only: map of aspect name -> column.")
+    scales: dict[str, list[float]] = _f({}, "generic source only: aspect (or 'overall') -> "
+                                            "[min, max] of its rating scale; out-of-scale ratings "
+                                            "are rejected.")
+    max_rows: Optional[int] = _f(None, "Read at most this many raw records (for quick looks).")
+    strict: bool = _f(False, "Fail on the first bad row instead of rejecting it to rejects.jsonl.")
+
+
+@dataclass
+class AggregateConfig:
+    label_strategy: Literal["uniform", "max_margin", "balanced"] = _f(
+        "uniform", "How each pair gets its ONE aspect label among the aspects that decide it: "
+        "uniform (seeded draw, the paper's protocol), max_margin (largest scale-normalised "
+        "rating gap), balanced (the decided aspect with the fewest pairs so far).")
+    tie_tolerance: float = _f(1e-6, "Rating gaps with |gap| <= this count as ties.")
+    conflict_level: Optional[float] = _f(
+        None, "Target share of train pairs whose aspect label disagrees with the overall "
+              "preference (e.g. 0.1, 0.2, 0.3). None: natural level, no subsampling.")
+    test_fraction: float = _f(0.3, "Share of INPUTS held out for evaluation (split by input).")
+    min_pairs_per_aspect: int = _f(8, "An aspect with fewer train pairs cannot train a proxy "
+                                      "model; the run stops with a message naming it.")
+    max_pairs_per_input: Optional[int] = _f(None, "Cap on pairs per input (seeded sample); "
+                                                  "None keeps all n(n-1)/2.")
+
+
+@dataclass
+class ProxyConfig:
+    backend: Literal["frozen_encoder", "trl"] = _f(
+        "frozen_encoder", "frozen_encoder: cached embeddings + one Bradley-Terry head per aspect "
+        "(CPU, seconds). trl: fine-tune a sequence-classification model per aspect with TRL's "
+        "RewardTrainer (GPU recommended).")
+    encoder: str = _f("minilm", "Encoder for frozen_encoder: 'minilm' (the bundled "
+                                "all-MiniLM-L6-v2) or a local model folder.")
+    max_input_tokens: int = _f(192, "Input (prompt/context) tokens kept, truncated from the LEFT "
+                                    "so the latest turn survives.")
+    max_response_tokens: int = _f(256, "Response tokens kept (truncated from the right).")
+    head: Literal["linear", "mlp"] = _f("linear", "Bradley-Terry head on the frozen features.")
+    features: Literal["joint", "response", "both"] = _f(
+        "both", "What the head sees: joint = embedding of 'input [SEP] response'; response = "
+                "embedding of the response alone; both = concatenation.")
+    l2: float = _f(1e-4, "L2 strength of the head (weak values let it fit per-response "
+                         "orderings, which cross-scoring exploits).")
+    epochs: int = _f(300, "Full-batch training epochs for the head (L-BFGS-free Adam).")
+    lr: float = _f(0.01, "Head learning rate.")
+    hidden: int = _f(256, "Hidden width for head=mlp.")
+    ensemble: int = _f(1, "Heads per aspect trained on bootstrap resamples; scores are averaged.")
+    rho: float = _f(0.5, "Length term rho >= 0 in logit = r(w) - r(l) + rho*dlen; fixed during "
+                         "training, dropped at scoring (METHOD.md 3.2).")
+    length_scale: float = _f(100.0, "dlen = (tokens(y_w) - tokens(y_l)) / length_scale, so rho "
+                                    "does not depend on the dataset.")
+    tau: Optional[float] = _f(None, "Length-balanced sampling temperature tau; None disables "
+                                    "resampling, a large value gives 50/50 (METHOD.md 3.1).")
+    p_r: float = _f(1.0, "Size of the resampled training set as a share of |D_k|.")
+    val_fraction: float = _f(0.2, "Share of each D_k held out (by input) for proxy accuracy.")
+    batch_size: int = _f(64, "Encoder batch size for embedding.")
+    device: str = _f("cpu", "torch device for encoding / training (cpu, cuda, cuda:1, mps).")
+    dtype: Literal["float32", "bfloat16", "float16"] = _f("float32", "Encoder dtype.")
+    cache_dir: str = _f("", "Embedding cache folder (content-hashed; reused across runs). "
+                            "Empty: $PDSELECT_CACHE or ~/.cache/pdselect.")
+    # trl backend
+    model_path: str = _f("", "trl backend: local sequence-classification model folder or hub id.")
+    lora: bool = _f(True, "trl backend: train LoRA adapters instead of all weights.")
+    trl_epochs: float = _f(1.0, "trl backend: training epochs per aspect.")
+    trl_lr: float = _f(5e-5, "trl backend: learning rate.")
+    trl_batch_size: int = _f(8, "trl backend: per-device batch size.")
+
+
+@dataclass
+class ScoreConfig:
+    gamma: float = _f(0.9, "gamma-quantile of |delta r_k| used to normalise each aspect before "
+                           "clipping to [-1, 1] (METHOD.md 3.4).")
+    engine: Literal["local", "ray"] = _f("local", "local: this process. ray: Ray Data "
+                                                  "map_batches over Parquet shards.")
+    ray_address: str = _f("", "Ray cluster address for engine=ray; empty starts a local Ray.")
+    shard_size: int = _f(100_000, "Pairs per Parquet shard for streamed/resumable scoring.")
+    margin_model: bool = _f(True, "Also train one unified reward model on all pairs for the "
+                                  "RAF-style margin baseline.")
+
+
+@dataclass
+class SelectConfig:
+    method: Literal["pd", "pd_high", "random", "full", "margin", "pd_rati"] = _f(
+        "pd", "Selector: pd (most negative PD, the method), pd_high (most positive, ablation), "
+              "random, full, margin (largest unified-RM margin, RAF-like), pd_rati (PD from true "
+              "ratings: an oracle, needs all aspects rated).")
+    budget: float = _f(0.3, "Share of pairs to keep, in (0, 1].")
+    budget_count: Optional[int] = _f(None, "Keep exactly this many pairs (overrides budget).")
+    stratify_by_aspect: bool = _f(False, "Split the budget across aspects in proportion to "
+                                         "their pair counts, then select within each.")
+    compare: list[str] = _f(["pd", "pd_rati", "margin", "random"],
+                            "Selectors compared side by side in the report.")
+    output_format: Literal["parquet", "jsonl"] = _f("parquet", "Format of the TRL-ready dataset.")
+
+
+@dataclass
+class AlignConfig:
+    policy: str = _f("smollm2", "'smollm2' (bundled SmolLM2-135M-Instruct) or a local/hub causal "
+                                "LM path.")
+    loss: Literal["dpo", "dfpo"] = _f("dpo", "dpo: TRL DPO on the selection. dfpo: the paper's "
+                                             "-log sigmoid(K*M + PD) on the full data.")
+    beta: float = _f(0.1, "DPO beta.")
+    lr: float = _f(5e-5, "Learning rate (TRL's 1e-6 default barely moves small models).")
+    epochs: float = _f(1.0, "Training epochs.")
+    max_steps: int = _f(-1, "Stop after this many steps (-1: epochs decide).")
+    batch_size: int = _f(4, "Per-device batch size.")
+    grad_accum: int = _f(1, "Gradient accumulation steps.")
+    max_length: int = _f(256, "Prompt+completion tokens; prompts truncated from the left.")
+    lora: bool = _f(True, "LoRA adapters (default on CPU) instead of full fine-tuning.")
+    lora_r: int = _f(16, "LoRA rank.")
+    device: str = _f("auto", "auto, cpu or cuda.")
+
+
+@dataclass
+class EvalConfig:
+    probe_l2: list[float] = _f([1e-2, 1e-4], "L2 strengths of the cheap Bradley-Terry probe "
+                                             "trained on each selection.")
+
+
+@dataclass
+class RunConfig:
+    run_dir: str = _f("runs/demo", "Where artifacts go; finished stages are skipped on re-run.")
+    seed: int = _f(0, "Seed for every random choice (written to the manifest).")
+    data: DataConfig = field(default_factory=DataConfig)
+    aggregate: AggregateConfig = field(default_factory=AggregateConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> "RunConfig":
+        _validate_values(self)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- value checks
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    # key: (lo, hi, lo_inclusive)
+    "aggregate.test_fraction": (0.0, 0.95, True),
+    "aggregate.conflict_level": (0.0, 0.95, False),
+    "proxy.val_fraction": (0.0, 0.9, True),
+    "proxy.p_r": (0.0, 10.0, False),
+    "score.gamma": (0.0, 1.0, False),
+    "select.budget": (0.0, 1.0, False),
+}
+
+
+def _validate_values(cfg: RunConfig) -> None:
+    for key, (lo, hi, lo_inc) in _RANGES.items():
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        if v is None:
+            continue
+        ok = (v >= lo if lo_inc else v > lo) and v <= hi and not math.isnan(v)
+        if not ok:
+            lb = "[" if lo_inc else "("
+            raise ConfigError(key, f"{v!r} is out of range {lb}{lo}, {hi}].",
+                              f"set {key} to a value in that range.")
+    for key in ("proxy.rho", "proxy.l2", "aggregate.tie_tolerance"):
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        if not v >= 0:
+            raise ConfigError(key, f"{v!r} must be >= 0.", f"set {key} to 0 or more.")
+    if cfg.proxy.tau is not None and not cfg.proxy.tau > 0:
+        raise ConfigError("proxy.tau", f"{cfg.proxy.tau!r} must be > 0 or null.",
+                          "use null to disable length-balanced sampling.")
+    for key in ("proxy.epochs", "proxy.ensemble", "proxy.batch_size", "proxy.length_scale",
+                "aggregate.min_pairs_per_aspect", "score.shard_size"):
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        if not v > 0:
+            raise ConfigError(key, f"{v!r} must be > 0.", f"set {key} to a positive number.")
+    bc = cfg.select.budget_count
+    if bc is not None and bc < 1:
+        raise ConfigError("select.budget_count", f"{bc!r} must be >= 1 or null.",
+                          "use select.budget for a fraction, or a positive count.")
+    from .select import SELECTORS  # local import: select imports nothing from config
+    for m in cfg.select.compare:
+        if m not in SELECTORS:
+            raise ConfigError("select.compare", f"unknown selector {m!r}.",
+                              f"choose from {sorted(SELECTORS)}" + _hint(m, SELECTORS))
+    if cfg.data.source == "generic" and "response" not in cfg.data.columns and not cfg.data.path:
+        raise ConfigError("data.path", "the generic source needs a path.",
+                          "set data.path to your JSON/JSONL/Parquet file.")
+    if cfg.data.source in ("ultrafeedback", "helpsteer2", "generic", "pairs") and not cfg.data.path:
+        raise ConfigError("data.path", f"source {cfg.data.source!r} has no bundled copy.",
+                          "set data.path to a local file or a Hugging Face dataset id.")
+    if cfg.data.max_rows is not None and cfg.data.max_rows < 1:
+        raise ConfigError("data.max_rows", f"{cfg.data.max_rows!r} must be >= 1 or null.", "")
+
+
+# ----------------------------------------------------------------------------- loading
+def _hint(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, inner[0], value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(key, f"{value!r} is not allowed.",
+                              f"choose one of {list(args)}" + _hint(str(value), map(str, args)))
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(key, f"{value!r} is not a list.", "write a YAML list, e.g. [a, b].")
+        return [_coerce(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"{value!r} is not a mapping.", "write a YAML mapping.")
+        return {str(k): _coerce(f"{key}.{k}", args[1], v) for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"{value!r} is not a number.", "write a number, e.g. 0.3.")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"{value!r} is not an integer.", "write a whole number.")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"{value!r} is not true/false.", "write true or false.")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(key, f"{value!r} is not a string.", "quote the value.")
+        return str(value)
+    return value
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if k not in fields:
+            raise ConfigError(key, "unknown key.", "remove it or correct its name" + _hint(k, fields))
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(v, dict):
+                raise ConfigError(key, f"is a section, got {v!r}.", f"write {key}: {{...}}.")
+            kwargs[k] = _build(tp, v, prefix=f"{key}.")
+        else:
+            kwargs[k] = _coerce(key, tp, v)
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(dotted, f"'{p}' is not a section.", "check the key path.")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    out: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(item, "an override must look like key=value.",
+                              "e.g. select.budget=0.5")
+        key, raw = item.split("=", 1)
+        _set_dotted(out, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict | None = None) -> RunConfig:
+    """Read YAML (optional), apply dotted overrides, type-check and validate."""
+    data: dict = dict(base or {})
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError("config", f"file {p} does not exist.", "check the path.")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(str(p), f"is not valid YAML: {e}", "fix the YAML syntax.") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(str(p), "top level must be a mapping.", "write key: value lines.")
+        _merge(data, loaded)
+    _merge(data, parse_overrides(overrides or []))
+    return _build(RunConfig, data).validate()
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    return _build(RunConfig, data).validate()
+
+
+def describe_fields(cls=RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) for every field: the CLI prints this as documentation."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe_fields(tp, f"{prefix}{f.name}.")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{prefix}{f.name}", repr(default), f.metadata.get("help", "")))
+    return rows

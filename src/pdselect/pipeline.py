@@ -1,0 +1,240 @@
+"""The pipeline: one function per stage, stages talk only through files in the run directory.
+
+    ingest -> aggregate -> proxy -> score -> select -> report
+
+``run_pipeline(cfg)`` runs every stage whose completion marker is missing; a finished stage is
+skipped, a stage that was killed half-way is reset and re-run. Each stage function can also be
+called on its own (the CLI's subcommands do exactly that).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .artifacts import RunDir, read_json, write_json, write_parquet, write_text
+from .config import RunConfig
+from .errors import StageError
+from .rejects import RejectLog
+from .schema import RatedTable, public_view
+
+log = logging.getLogger(__name__)
+STAGES = ["ingest", "aggregate", "proxy", "score", "select", "report"]
+
+
+# ----------------------------------------------------------------------------- stages
+def stage_ingest(cfg: RunConfig, run: RunDir) -> dict:
+    from .data import PairsInput, read_source
+
+    rejects = RejectLog("ingest")
+    got = read_source(cfg.data, rejects)
+    out = run.stage("ingest")
+    rejects.write(out / "rejects.jsonl")
+    if isinstance(got, PairsInput):
+        write_parquet(out / "pairs_input.parquet", got.df)
+        meta = {"kind": "pairs", "aspects": list(got.aspects), "source": got.source,
+                "n_pairs": len(got.df)}
+    else:
+        write_parquet(out / "rated.parquet", got.df)
+        meta = {"kind": "rated", "aspects": list(got.aspects), "source": got.source,
+                "scales": {a: list(v) for a, v in got.scales.items()},
+                "has_overall": got.has_overall, "n_responses": len(got.df),
+                "n_inputs": int(got.df["input_id"].nunique())}
+    meta["rejects"] = rejects.counts()
+    write_json(out / "meta.json", meta)
+    return meta
+
+
+def stage_aggregate(cfg: RunConfig, run: RunDir) -> dict:
+    from .aggregate import aggregate, from_pairs_input
+
+    meta = read_json(run.root / "ingest" / "meta.json")
+    rejects = RejectLog("aggregate")
+    if meta["kind"] == "pairs":
+        src = pd.read_parquet(run.root / "ingest" / "pairs_input.parquet")
+        pairs = from_pairs_input(src, cfg.aggregate, cfg.seed, rejects)
+    else:
+        rated = RatedTable(pd.read_parquet(run.root / "ingest" / "rated.parquet"),
+                           meta["aspects"], {a: tuple(v) for a, v in meta["scales"].items()},
+                           meta["has_overall"], meta["source"])
+        pairs = aggregate(rated, cfg.aggregate, cfg.seed, rejects)
+    out = run.stage("aggregate")
+    write_parquet(out / "pairs.parquet", pairs)
+    rejects.write(out / "rejects.jsonl")
+    train = pairs[pairs["split"] == "train"]
+    aspects = [a for a in meta["aspects"] if (train["aspect"] == a).any()]
+    summary = {"n_pairs": len(pairs), "n_train": len(train), "n_test": len(pairs) - len(train),
+               "aspects": aspects, "pairs_per_aspect": train["aspect"].value_counts().to_dict(),
+               "rejects": rejects.counts()}
+    if "h_agrees_overall" in pairs.columns:
+        from .evaluate import conflict_rate
+
+        summary["train_conflict_rate"] = conflict_rate(train["h_agrees_overall"].to_numpy())
+    write_json(out / "meta.json", summary)
+    return summary
+
+
+def _train_pairs(run: RunDir) -> pd.DataFrame:
+    pairs = pd.read_parquet(run.root / "aggregate" / "pairs.parquet")
+    return pairs[pairs["split"] == "train"].reset_index(drop=True)
+
+
+def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
+    from .reward import train_proxy_models, train_unified_model
+
+    aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
+    train = public_view(_train_pairs(run))
+    out = run.stage("proxy")
+    models = train_proxy_models(train, aspects, cfg.proxy, cfg.seed, out / "aspects", progress)
+    models.save(out / "aspects")
+    metrics = {"aspects": models.metrics}
+    if cfg.score.margin_model:
+        unified = train_unified_model(train, cfg.proxy, cfg.seed, out / "unified")
+        unified.save(out / "unified")
+        metrics["unified"] = unified.metrics
+    write_json(out / "metrics.json", metrics)
+    return {"val_accuracy": {a: m.get("val_accuracy") for a, m in models.metrics.items()}}
+
+
+def stage_score(cfg: RunConfig, run: RunDir) -> dict:
+    from .reward import ProxyModels
+    from .score import pd_rati_table, score_table
+
+    aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
+    pairs = _train_pairs(run)
+    public = public_view(pairs)
+    models = ProxyModels.load(run.root / "proxy" / "aspects", cfg.proxy)
+    gaps = models.gaps(public)
+    margin = None
+    if (run.root / "proxy" / "unified").exists():
+        margin = ProxyModels.load(run.root / "proxy" / "unified", cfg.proxy).gaps(public)[:, 0]
+    table, q = score_table(public, gaps, models.aspects, cfg.score.gamma, margin)
+    out = run.stage("score")
+    write_parquet(out / "scores.parquet", table)
+    rati = pd_rati_table(pairs, models.aspects, cfg.score.gamma)
+    if rati is not None:
+        write_parquet(out / "pd_rati.parquet", rati)
+    summary = {"n_scored": len(table), "q": q, "pd_mean": float(table["pd"].mean()),
+               "pd_rati": rati is not None}
+    write_json(out / "meta.json", summary)
+    return summary
+
+
+def load_score_pool(run: RunDir) -> pd.DataFrame:
+    """Scores joined with the PD-rati oracle (if any): the table selectors run on."""
+    table = pd.read_parquet(run.root / "score" / "scores.parquet")
+    rati = run.root / "score" / "pd_rati.parquet"
+    if rati.exists():
+        table = table.merge(pd.read_parquet(rati), on="pair_id", how="left", validate="1:1")
+    return table
+
+
+def stage_select(cfg: RunConfig, run: RunDir) -> dict:
+    from .select import make_selector
+
+    s = cfg.select
+    pool = load_score_pool(run)
+    sel = make_selector(s.method, budget=s.budget, budget_count=s.budget_count,
+                        stratify_by="aspect" if s.stratify_by_aspect else None,
+                        random_state=cfg.seed).fit(pool)
+    mask = sel.get_support()
+    rank = np.empty(len(pool), np.int64)
+    rank[sel.order_] = np.arange(len(pool))
+    table = pd.DataFrame({"pair_id": pool["pair_id"], "aspect": pool["aspect"],
+                          "selected": mask, "rank": rank, "method": s.method})
+    for col in ("pd", "margin", "pd_rati"):
+        if col in pool.columns:
+            table[col] = pool[col].to_numpy()
+    out = run.stage("select")
+    write_parquet(out / "selection.parquet", table)
+    pairs = public_view(_train_pairs(run)).merge(table[["pair_id", "selected", "rank"]],
+                                                 on="pair_id", validate="1:1")
+    chosen = pairs[pairs["selected"]].sort_values("rank", kind="mergesort")
+    trl = pd.DataFrame({"prompt": chosen["input"], "chosen": chosen["chosen"],
+                        "rejected": chosen["rejected"], "pair_id": chosen["pair_id"],
+                        "aspect": chosen["aspect"]})
+    trl = trl.merge(pool[["pair_id", "pd"]], on="pair_id", how="left")
+    if s.output_format == "jsonl":
+        from .artifacts import write_jsonl
+
+        write_jsonl(out / "dpo.jsonl", trl.to_dict("records"))
+    else:
+        write_parquet(out / "dpo.parquet", trl)
+    summary = {"method": s.method, "n_pool": len(pool), "n_selected": int(mask.sum()),
+               "dataset": str(out / ("dpo.jsonl" if s.output_format == "jsonl" else "dpo.parquet"))}
+    write_json(out / "meta.json", summary)
+    return summary
+
+
+def stage_report(cfg: RunConfig, run: RunDir) -> dict:
+    from .report import build_report
+
+    report, markdown = build_report(cfg, run)
+    write_json(run.root / "report.json", report)
+    write_text(run.root / "report.md", markdown)
+    return {"report": str(run.root / "report.md")}
+
+
+STAGE_FUNCS: dict[str, Callable[..., dict]] = {
+    "ingest": stage_ingest, "aggregate": stage_aggregate, "proxy": stage_proxy,
+    "score": stage_score, "select": stage_select, "report": stage_report,
+}
+
+
+# ----------------------------------------------------------------------------- driver
+def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw) -> dict:
+    """Run one stage unless its marker says it already finished."""
+    if run.is_done(name) and not force:
+        log.info("%-9s skipped (finished earlier; see %s)", name, run.root / name)
+        return read_json(run.root / name / "_SUCCESS")
+    if name != "report":
+        run.reset(name)  # a killed earlier attempt may have left partial files
+    t0 = time.perf_counter()
+    summary = STAGE_FUNCS[name](cfg, run, **kw)
+    dt = time.perf_counter() - t0
+    run.stage(name)
+    # everything after a stage that (re)ran is stale: drop its marker so it runs again
+    for later in STAGES[STAGES.index(name) + 1:]:
+        (run.root / later / "_SUCCESS").unlink(missing_ok=True)
+    run.mark_done(name, summary)
+    run.record_stage(name, dt, summary, cfg.seed)
+    log.info("%-9s done in %.1fs: %s", name, dt, _one_line(summary))
+    return summary
+
+
+def _one_line(summary: dict) -> str:
+    parts = []
+    for k, v in summary.items():
+        if isinstance(v, float):
+            parts.append(f"{k}={v:.3f}")
+        elif isinstance(v, (int, str)):
+            parts.append(f"{k}={v}")
+    return ", ".join(parts[:6])
+
+
+def prepare_run(cfg: RunConfig) -> RunDir:
+    """Create the run folder and write the resolved config (refusing a changed config)."""
+    run = RunDir(cfg.run_dir)
+    path = run.root / "config.yaml"
+    resolved = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if path.exists() and path.read_text() != resolved and any(run.is_done(s) for s in STAGES):
+        raise StageError(f"{run.root} holds a run made with a different config. Fix: choose "
+                         f"another run_dir, or delete {run.root} to start over.")
+    write_text(path, resolved)
+    return run
+
+
+def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, progress: bool = False,
+                 force: bool = False) -> Path:
+    """Run the stages in order (all by default). Returns the run directory."""
+    run = prepare_run(cfg)
+    for name in stages or STAGES:
+        kw = {"progress": progress} if name == "proxy" else {}
+        run_stage(name, cfg, run, force=force, **kw)
+    return run.root

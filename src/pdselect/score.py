@@ -1,0 +1,67 @@
+"""Score: cross-scoring with the per-aspect proxy models, normalisation and PD (METHOD.md 3.3-4).
+
+The score table has one row per TRAIN pair (the selection pool), keyed by ``pair_id``:
+
+    pair_id, aspect, gap__<a> (raw proxy gap r_a(x,y_w) - r_a(x,y_l)), norm__<a> (clipped to
+    [-1, 1] by q_a), pd, margin (unified reward model gap, when trained)
+
+``pd_rati_table`` computes the same PD from the TRUE ratings (hidden columns): the paper's
+PD-rati oracle, for evaluation only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .errors import StageError
+from .pd import pd_from_gaps
+from .schema import HIDDEN_PREFIX, delta_col
+
+log = logging.getLogger(__name__)
+
+
+def label_index(aspect_col: pd.Series, aspects: list[str]) -> np.ndarray:
+    """Column index of each pair's labelling aspect in ``aspects``."""
+    pos = {a: i for i, a in enumerate(aspects)}
+    unknown = sorted(set(aspect_col) - set(pos))
+    if unknown:
+        raise StageError(f"pairs labelled with aspects {unknown} have no proxy model "
+                         f"(models exist for {aspects}). Re-run the proxy stage.")
+    return aspect_col.map(pos).to_numpy(np.int64)
+
+
+def score_table(pairs: pd.DataFrame, gaps: np.ndarray, aspects: list[str], gamma: float,
+                margin: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+    """Build the score table from raw proxy gaps (N, K). Returns (table, {aspect: q_k})."""
+    if any(c.startswith(HIDDEN_PREFIX) for c in pairs.columns):
+        raise StageError("score_table was given hidden columns; pass schema.public_view(pairs).")
+    if gaps.shape != (len(pairs), len(aspects)):
+        raise StageError(f"gaps have shape {gaps.shape}, expected {(len(pairs), len(aspects))}.")
+    label = label_index(pairs["aspect"], aspects)
+    pd_, delta_n, q = pd_from_gaps(gaps, label, gamma)
+    out = pd.DataFrame({"pair_id": pairs["pair_id"].to_numpy(),
+                        "aspect": pairs["aspect"].to_numpy()})
+    for c, a in enumerate(aspects):
+        out[f"gap__{a}"] = gaps[:, c]
+    for c, a in enumerate(aspects):
+        out[f"norm__{a}"] = delta_n[:, c]
+    out["pd"] = pd_
+    if margin is not None:
+        out["margin"] = np.asarray(margin, dtype=np.float64)
+    return out, {a: float(q[c]) for c, a in enumerate(aspects)}
+
+
+def pd_rati_table(pairs_with_hidden: pd.DataFrame, aspects: list[str],
+                  gamma: float) -> pd.DataFrame | None:
+    """PD from the true per-aspect rating gaps (oracle). None when some aspect's true gap is
+    unknown for the data (e.g. paired input without ratings)."""
+    cols = [delta_col(a) for a in aspects]
+    if any(c not in pairs_with_hidden.columns for c in cols):
+        return None
+    gaps = pairs_with_hidden[cols].to_numpy(np.float64)
+    label = label_index(pairs_with_hidden["aspect"], aspects)
+    pd_, _, _ = pd_from_gaps(gaps, label, gamma)
+    return pd.DataFrame({"pair_id": pairs_with_hidden["pair_id"].to_numpy(), "pd_rati": pd_})

@@ -1,0 +1,77 @@
+"""Already-paired data, one aspect label per pair: ``prompt``, ``chosen``, ``rejected``,
+``aspect`` and an optional ``id``. This is the aggregated dataset D of METHOD.md directly, so
+it skips aggregation; with no ratings there is no overall and no oracle.
+
+pair_id = ``id`` if given, else sha1(prompt, chosen, rejected, aspect); input_id = sha1(prompt).
+Rows rejected: missing field, empty chosen/rejected ("empty response"), chosen == rejected
+("chosen equals rejected"), empty aspect, repeated pair_id ("duplicate pair_id").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..config import DataConfig
+from ..errors import InputError
+from ..rejects import RejectLog
+from .loading import iter_records, resolve_path
+from .rows import TableBuilder, select_aspects, short_hash
+
+PAIRS_COLUMNS = ["pair_id", "input_id", "input", "chosen", "rejected", "aspect"]
+
+
+@dataclass
+class PairsInput:
+    """Pairs read from disk, before splitting/length columns (aggregate adds those)."""
+
+    df: pd.DataFrame  # columns PAIRS_COLUMNS
+    aspects: list[str] = field(default_factory=list)
+    source: str = "pairs"
+
+
+def read_pairs(cfg: DataConfig, rejects: RejectLog) -> PairsInput:
+    path = resolve_path(cfg)
+    # The builder is used only for its field checks and reject/strict handling.
+    b = TableBuilder(source="pairs", aspects=[], scales={}, has_overall=False,
+                     rejects=rejects, strict=cfg.strict)
+    rows, ids = [], set()
+    for file, line, rec in iter_records(path, cfg, rejects):
+        if not b.require(file, line, rec, ["prompt", "chosen", "rejected", "aspect"],
+                         nullable=("chosen", "rejected", "aspect")):
+            continue
+        chosen, rejected, aspect = rec["chosen"], rec["rejected"], rec["aspect"]
+        bad = next((f for f, v in (("chosen", chosen), ("rejected", rejected))
+                    if not isinstance(v, str) or not v.strip()), None)
+        if bad:
+            b.reject("empty response", file, line, rec, field=bad, expected="non-empty text")
+            continue
+        if not isinstance(aspect, str) or not aspect.strip():
+            b.reject("empty aspect", file, line, rec, field="aspect", expected="an aspect name")
+            continue
+        if chosen == rejected:
+            b.reject("chosen equals rejected", file, line, rec, field="rejected",
+                     expected="two different responses")
+            continue
+        prompt = str(rec["prompt"])
+        pid = str(rec["id"]) if rec.get("id") is not None else short_hash(
+            "\x1f".join([prompt, chosen, rejected, aspect]))
+        if pid in ids:
+            b.reject("duplicate pair_id", file, line, rec, field="id", value=pid)
+            continue
+        ids.add(pid)
+        rows.append([pid, short_hash(prompt), prompt, chosen, rejected, aspect])
+    b.check_schema()
+    if not rows:
+        raise InputError(path, f"no usable pairs (rejected: {rejects.counts()})",
+                         expected="at least one valid pair", fix="see the rejects file")
+    df = pd.DataFrame(rows, columns=PAIRS_COLUMNS)
+    present = sorted(df["aspect"].unique())
+    aspects = select_aspects(cfg.aspects, present, path)
+    if cfg.aspects:
+        dropped = int((~df["aspect"].isin(aspects)).sum())
+        df = df[df["aspect"].isin(aspects)].reset_index(drop=True)
+        if dropped:
+            rejects.add("aspect not selected", file=path, field="aspect", n=dropped)
+    return PairsInput(df=df, aspects=aspects, source="pairs")

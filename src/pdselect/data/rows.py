@@ -1,0 +1,224 @@
+"""Row-level rules shared by every reader, so each source module only maps its schema.
+
+A reader calls :meth:`TableBuilder.require` for the fields a record must have and
+:meth:`TableBuilder.add` once per response; :meth:`TableBuilder.finish` returns the RatedTable.
+
+Rules (the same for all sources):
+  * rating None / NaN / inf / "N/A" / ""   -> NaN, only *counted* as "rating missing (<aspect>)"
+  * rating not a number, or out of scale    -> NaN, rejected with the record written aside
+    (reason "rating not a number (<aspect>)" / "rating out of scale (<aspect>: expected lo-hi)";
+    the bad value is in the reject's ``value`` field so reasons stay few and countable)
+  * no selected aspect rated                -> response rejected ("no aspect rated")
+  * empty / whitespace response             -> response rejected ("empty response")
+  * a required field absent                 -> rejected ("missing field '<name>'"); absent on
+    every record means the schema is wrong: InputError naming the fields found and the reader
+    that may fit
+  * a response_id seen before               -> later copies rejected ("duplicate response_id")
+With ``strict`` the first row problem (not a missing rating) raises InputError instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import math
+import re
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+from ..errors import InputError
+from ..rejects import RejectLog
+from ..schema import RATED_BASE, RatedTable
+
+log = logging.getLogger(__name__)
+
+MISSING_TOKENS = {"", "n/a", "na", "none", "null", "nan", "-"}
+STRICT_FIX = "fix or remove the row, or set data.strict=false to reject bad rows instead"
+
+# Top-level fields that identify each reader's schema (for "which reader may fit" hints).
+SIGNATURES: dict[str, set[str]] = {
+    "ultrafeedback": {"instruction", "completions"},
+    "helpsteer2": {"prompt", "response", "helpfulness", "correctness", "coherence"},
+    "pairs": {"prompt", "chosen", "rejected", "aspect"},
+    "usr_topical_chat": {"dialog_history", "response", "model", "fact", "uses_knowledge"},
+    "summeval_op": {"reviews", "summaries"},
+}
+
+
+def short_hash(text: str, n: int = 12) -> str:
+    """A short stable id: sha1 of the text (ids must survive re-runs and file re-orderings)."""
+    return hashlib.sha1(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:n]
+
+
+def guess_reader(keys: set[str]) -> str:
+    """The reader whose signature fields overlap ``keys`` most, as a hint sentence."""
+    best = max(SIGNATURES, key=lambda r: len(SIGNATURES[r] & keys) / len(SIGNATURES[r]))
+    if not SIGNATURES[best] & keys:
+        return "source 'generic' with data.columns / data.aspect_columns mapping your fields"
+    if best.startswith("usr_"):
+        return "source 'usr_topical_chat' or 'usr_persona_chat'"
+    return f"source '{best}'"
+
+
+def select_aspects(wanted: list[str], available: list[str], path: str) -> list[str]:
+    """Validate ``cfg.aspects`` against what the source rates; empty means all of them."""
+    for a in wanted:
+        if a not in available:
+            close = difflib.get_close_matches(a, available, n=1, cutoff=0.5)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise InputError(path, f"aspect {a!r} is not rated by this source{hint}",
+                             field="data.aspects", expected="some of " + ", ".join(available),
+                             fix="correct data.aspects or leave it empty for all aspects")
+    return list(wanted) if wanted else list(available)
+
+
+def parse_rating(value: Any) -> tuple[float, str | None]:
+    """(number, None) | (nan, "missing") | (nan, "not a number")."""
+    if isinstance(value, bool):
+        return math.nan, "not a number"
+    if isinstance(value, str):
+        if value.strip().lower() in MISSING_TOKENS:
+            return math.nan, "missing"
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return math.nan, "not a number"
+    if value is None:
+        return math.nan, "missing"
+    if not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # numpy scalars from Parquet / datasets
+        except (TypeError, ValueError):
+            return math.nan, "not a number"
+    if not math.isfinite(value):
+        return math.nan, "missing"
+    return float(value), None
+
+
+class TableBuilder:
+    """Collects responses for one RatedTable, applying the module-level rules."""
+
+    def __init__(self, *, source: str, aspects: list[str], scales: dict[str, tuple[float, float]],
+                 has_overall: bool, rejects: RejectLog, strict: bool):
+        self.source, self.aspects, self.scales = source, aspects, scales
+        self.has_overall, self.rejects, self.strict = has_overall, rejects, strict
+        self.rows: list[dict[str, Any]] = []
+        self.ids: set[str] = set()
+        self.missing = Counter()  # (file, aspect) -> count of missing ratings
+        self.checked, self.absent = Counter(), Counter()  # field -> records checked / lacking
+        self.keys_seen: set[str] = set()
+        self.first_file = ""
+
+    # ----------------------------------------------------------------------------- problems
+    def reject(self, reason: str, file: str, line: int, record: Any, field: str | None = None,
+               expected: str = "", **extra) -> None:
+        if self.strict:
+            raise InputError(file, reason + (f" (value {extra['value']!r})" if "value" in extra
+                                             else ""), line=line, field=field,
+                             expected=expected, fix=STRICT_FIX)
+        self.rejects.add(reason, file=file, line=line, field=field, record=record, **extra)
+
+    def require(self, file: str, line: int, record: dict, fields: list[str],
+                prefix: str = "", nullable: tuple[str, ...] = ()) -> bool:
+        """True if ``record`` has every field, else reject it naming the first one absent.
+
+        A field counts as absent when its key is missing, or its value is None unless the
+        field is ``nullable`` (a null rating is a missing rating, a renamed column is not)."""
+        if not prefix:
+            self.keys_seen |= set(record)
+            self.first_file = self.first_file or file
+        ok = True
+        kind = re.sub(r"\[\d+\]", "[*]", prefix)  # count completions[3].x as completions[*].x
+        for f in fields:
+            self.checked[kind + f] += 1
+            if f not in record or (record[f] is None and f not in nullable):
+                self.absent[kind + f] += 1
+                if ok:
+                    if self.strict and len(self.ids) + self.checked[kind + f] == 1:
+                        raise self._schema_error(file, line, prefix + f)  # first record
+                    if self.strict:
+                        raise InputError(file, f"field '{prefix + f}' is missing", line=line,
+                                         field=prefix + f, expected="a value", fix=STRICT_FIX)
+                    self.rejects.add(f"missing field '{prefix + f}'", file=file, line=line,
+                                     field=prefix + f, record=record)
+                ok = False
+        return ok
+
+    def _schema_error(self, file: str, line: int | None, field: str) -> InputError:
+        found = ", ".join(sorted(self.keys_seen)) or "none"
+        guess = guess_reader(self.keys_seen)
+        fix = (f"the other fields look like {guess}: was '{field}' renamed? Restore it, or "
+               "map your columns with source 'generic'") if f"'{self.source}'" in guess else (
+            f"check data.source; these fields may fit {guess}")
+        return InputError(file, f"field '{field}' is missing (fields found: {found})",
+                          line=line, field=field, expected=f"the {self.source} schema", fix=fix)
+
+    # ----------------------------------------------------------------------------- rows
+    def rating(self, name: str, value: Any, file: str, line: int, record: Any) -> float:
+        """Parse one rating; count it if missing, reject it if invalid; NaN unless valid."""
+        x, problem = parse_rating(value)
+        lo, hi = self.scales.get(name, (-math.inf, math.inf))
+        if problem == "missing":
+            self.missing[(file, name)] += 1
+        elif problem:
+            self.reject(f"rating not a number ({name})", file, line, record, field=name,
+                        expected=f"a number in [{lo:g}, {hi:g}]", value=value)
+        elif not lo <= x <= hi:
+            self.reject(f"rating out of scale ({name}: expected {lo:g}-{hi:g})", file, line,
+                        record, field=name, expected=f"a number in [{lo:g}, {hi:g}]", value=value)
+            x = math.nan
+        return x
+
+    def add(self, file: str, line: int, record: Any, *, input_id: str, input: str,
+            response_id: str, response: Any, ratings: dict[str, Any], overall: Any = None,
+            field_prefix: str = "") -> bool:
+        """Add one response; returns False if it was rejected."""
+        if not isinstance(response, str) or not response.strip():
+            self.reject("empty response", file, line, record, field=field_prefix + "response",
+                        expected="non-empty text")
+            return False
+        if response_id in self.ids:
+            self.reject("duplicate response_id", file, line, record, field="response_id",
+                        expected="unique responses", value=response_id)
+            return False
+        row = {"input_id": input_id, "input": input, "response_id": response_id,
+               "response": response}
+        for a in self.aspects:
+            row[a] = self.rating(a, ratings.get(a), file, line, record)
+        if all(math.isnan(row[a]) for a in self.aspects):
+            self.reject("no aspect rated", file, line, record,
+                        expected="at least one of " + ", ".join(self.aspects))
+            return False
+        if self.has_overall:
+            row["overall"] = self.rating("overall", overall, file, line, record)
+        self.ids.add(response_id)
+        self.rows.append(row)
+        return True
+
+    def check_schema(self) -> None:
+        """A field absent from every record checked means the schema is wrong, not the rows."""
+        for field, n in self.checked.items():
+            if n and self.absent[field] == n:
+                raise self._schema_error(self.first_file, None, field)
+
+    def finish(self) -> RatedTable:
+        self.check_schema()
+        for (file, name), n in sorted(self.missing.items()):
+            self.rejects.add(f"rating missing ({name})", file=file, field=name, n=n)
+        cols = RATED_BASE + self.aspects + (["overall"] if self.has_overall else [])
+        if not self.rows:
+            raise InputError(self.first_file or self.source, "no usable responses "
+                             f"(rejected: {self.rejects.counts()})", expected="at least one "
+                             "rated, non-empty response", fix="see the rejects file for why")
+        df = pd.DataFrame(self.rows, columns=cols)
+        for c in cols[len(RATED_BASE):]:
+            df[c] = df[c].astype("float64")
+        log.info("%s: %d responses, %d inputs, aspects %s", self.source, len(df),
+                 df["input_id"].nunique(), self.aspects)
+        scales = {a: self.scales[a] for a in self.aspects + (["overall"] if self.has_overall
+                                                             else []) if a in self.scales}
+        return RatedTable(df=df, aspects=list(self.aspects), scales=scales,
+                          has_overall=self.has_overall, source=self.source)

@@ -111,3 +111,14 @@ def test_public_view_hides_oracle_columns():
     p = build_pairs(rated(), AggregateConfig(), 0, RejectLog("x"))
     assert any(c.startswith("h_") for c in p.columns)
     assert not any(c.startswith("h_") for c in public_view(p).columns)
+
+
+def test_row_order_of_the_input_does_not_change_pairs():
+    # regression: the overall column was once read in the unsorted order
+    base = rated()
+    shuffled = RatedTable(base.df.iloc[[4, 2, 5, 0, 3, 1]].reset_index(drop=True), base.aspects,
+                          base.scales, True, "toy")
+    cfg = AggregateConfig(label_strategy="max_margin")
+    a = build_pairs(base, cfg, 0, RejectLog("x")).sort_values("pair_id").reset_index(drop=True)
+    b = build_pairs(shuffled, cfg, 0, RejectLog("x")).sort_values("pair_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)

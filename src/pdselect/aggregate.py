@@ -78,8 +78,8 @@ def _assign_labels(delta: np.ndarray, decided: np.ndarray, scale: np.ndarray, st
     raise ValueError(f"unknown label_strategy {strategy!r}")
 
 
-def _overall(rated: RatedTable) -> np.ndarray:
-    df = rated.df
+def _overall(rated: RatedTable, df: pd.DataFrame) -> np.ndarray:
+    """Overall rating of every row of ``df`` (rows of ``rated``, in any order)."""
     if rated.has_overall and "overall" in df.columns:
         return df["overall"].to_numpy(np.float64)
     cols = []
@@ -125,7 +125,7 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
     i_wins = delta[np.arange(len(k)), k] > 0
     W = np.where(i_wins, I, J)                             # y_w row
     L = np.where(i_wins, J, I)                             # y_l row
-    overall = _overall(rated)
+    overall = _overall(rated, df)
     text = df["response"].astype(str).to_numpy()
     inputs = df["input"].astype(str).to_numpy()
     out = pd.DataFrame({

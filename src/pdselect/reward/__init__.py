@@ -1,0 +1,56 @@
+"""Proxy reward models r_k, one per aspect (METHOD.md 3.1-3.2), and the unified model of the
+RAF-like margin baseline.
+
+    models = train_proxy_models(train_pairs, aspects, cfg.proxy, seed=0, out_dir=run / "proxy")
+    delta = models.gaps(all_pairs)              # (N, K) r_k(x, y_w) - r_k(x, y_l), rho dropped
+    models = ProxyModels.load(run / "proxy", cfg.proxy)
+
+Backends (``cfg.backend``): ``frozen_encoder`` (cached sentence embeddings + BT heads, CPU) and
+``trl`` (fine-tune a sequence classifier per aspect with TRL's RewardTrainer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .base import MIN_PAIRS_PER_ASPECT, ProxyModels, train_models
+
+UNIFIED = "unified"
+
+
+def make_backend(cfg, out_dir: Path | None = None):
+    if cfg.backend == "frozen_encoder":
+        from .frozen import FrozenBackend
+        return FrozenBackend(cfg)
+    if cfg.backend == "trl":
+        from .trl_backend import TRLBackend
+        return TRLBackend(cfg, out_dir)
+    raise ValueError(f"proxy.backend must be frozen_encoder or trl, got {cfg.backend!r}")
+
+
+def train_proxy_models(train_pairs: pd.DataFrame, aspects: list[str], cfg, seed: int,
+                       out_dir: Path | None = None, progress: bool = False,
+                       min_pairs: int = MIN_PAIRS_PER_ASPECT) -> ProxyModels:
+    """One length-debiased proxy reward model per aspect, trained on D_k (pairs labelled k).
+
+    Raises StageError when an aspect has fewer than ``min_pairs`` pairs. Saves to ``out_dir``
+    when given (``ProxyModels.load`` reads it back).
+    """
+    backend = make_backend(cfg, out_dir)
+    models = train_models(train_pairs, list(aspects), cfg, seed, backend, progress, min_pairs)
+    if out_dir is not None:
+        models.save(Path(out_dir))
+    return models
+
+
+def train_unified_model(train_pairs: pd.DataFrame, cfg, seed: int,
+                        out_dir: Path | None = None, progress: bool = False) -> ProxyModels:
+    """One head named "unified" on ALL pairs, aspect labels ignored (RAF-like margin baseline).
+    Same protocol as an aspect model: length term, resampling, validation by input."""
+    pairs = train_pairs.assign(aspect=UNIFIED)
+    return train_proxy_models(pairs, [UNIFIED], cfg, seed, out_dir, progress)
+
+
+__all__ = ["ProxyModels", "train_proxy_models", "train_unified_model", "UNIFIED"]

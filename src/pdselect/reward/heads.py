@@ -1,0 +1,119 @@
+"""Bradley-Terry heads on frozen features: many scalar heads trained together in one module.
+
+Each head h sees its own pair group g = (chosen rows, rejected rows, dlen, rho) and minimises
+
+    mean_i  -log sigmoid( r_h(x_w,i) - r_h(x_l,i) + rho_g * dlen_i )  +  l2 * ||W_h||^2
+
+(``pdselect.pd.bt_logit`` / ``bt_loss``, here in torch for autograd). Heads do not share
+parameters, so summing the groups' losses and stepping one Adam trains every head exactly as if
+it were trained alone, in a single full-batch loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def bt_logit_t(r_w: torch.Tensor, r_l: torch.Tensor, dlen: torch.Tensor, rho: float) -> torch.Tensor:
+    """r(w) - r(l) + rho * dlen: the torch twin of :func:`pdselect.pd.bt_logit`."""
+    return r_w - r_l + rho * dlen
+
+
+def bt_loss_t(logit: torch.Tensor) -> torch.Tensor:
+    """Per-pair -log sigmoid(logit) = softplus(-logit): twin of :func:`pdselect.pd.bt_loss`."""
+    return nn.functional.softplus(-logit)
+
+
+@dataclass
+class PairGroup:
+    """The training pairs of one head: row indices into the feature matrix."""
+
+    head: int
+    chosen: np.ndarray      # (n,) rows of X for y_w
+    rejected: np.ndarray    # (n,) rows of X for y_l
+    dlen: np.ndarray        # (n,) normalised token-length difference len(y_w) - len(y_l)
+    rho: float
+
+
+class BTHeads(nn.Module):
+    """``n_heads`` independent scalar heads on ``dim``-d features: linear (w.x) or a one-hidden-
+    layer MLP. No bias: a constant cancels in r(w) - r(l)."""
+
+    def __init__(self, n_heads: int, dim: int, kind: str = "linear", hidden: int = 256,
+                 seed: int = 0):
+        super().__init__()
+        self.kind, self.n_heads, self.dim, self.hidden = kind, n_heads, dim, hidden
+        g = torch.Generator().manual_seed(seed)
+        if kind == "linear":
+            # zeros: the problem is convex, so a deterministic start loses nothing
+            self.w = nn.Parameter(torch.zeros(n_heads, dim))
+        elif kind == "mlp":
+            self.w1 = nn.Parameter(torch.randn(n_heads, dim, hidden, generator=g) / dim ** 0.5)
+            self.b1 = nn.Parameter(torch.zeros(n_heads, hidden))
+            self.w2 = nn.Parameter(torch.randn(n_heads, hidden, generator=g) / hidden ** 0.5)
+        else:
+            raise ValueError(f"head must be 'linear' or 'mlp', got {kind!r}")
+
+    def head_reward(self, x: torch.Tensor, h: int) -> torch.Tensor:
+        """(n,) rewards of head h on features x (n, dim)."""
+        if self.kind == "linear":
+            return x @ self.w[h]
+        return nn.functional.gelu(x @ self.w1[h] + self.b1[h]) @ self.w2[h]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, n_heads) rewards of every head."""
+        if self.kind == "linear":
+            return x @ self.w.T
+        hid = nn.functional.gelu(torch.einsum("nd,kdh->nkh", x, self.w1) + self.b1)
+        return (hid * self.w2).sum(-1)
+
+    def penalty(self, h: int) -> torch.Tensor:
+        if self.kind == "linear":
+            return (self.w[h] ** 2).sum()
+        return (self.w1[h] ** 2).sum() + (self.w2[h] ** 2).sum()
+
+
+def fit_heads(X: np.ndarray, groups: list[PairGroup], n_heads: int, kind: str = "linear",
+              hidden: int = 256, l2: float = 1e-4, epochs: int = 300, lr: float = 0.01,
+              seed: int = 0, device: str = "cpu") -> BTHeads:
+    """Train every head on its group with full-batch Adam; returns the module in eval mode."""
+    torch.manual_seed(seed)
+    model = BTHeads(n_heads, X.shape[1], kind, hidden, seed).to(device)
+    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+    prepared = []
+    for g in groups:
+        if len(g.chosen) == 0:
+            continue
+        prepared.append((g.head, Xt[torch.as_tensor(g.chosen, device=device)],
+                         Xt[torch.as_tensor(g.rejected, device=device)],
+                         torch.as_tensor(np.asarray(g.dlen, dtype=np.float32), device=device),
+                         float(g.rho)))
+    if not prepared:
+        return model.eval()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(int(epochs)):
+        opt.zero_grad(set_to_none=True)
+        loss = torch.zeros((), device=device)
+        for h, xw, xl, dl, rho in prepared:
+            logit = bt_logit_t(model.head_reward(xw, h), model.head_reward(xl, h), dl, rho)
+            loss = loss + bt_loss_t(logit).mean() + l2 * model.penalty(h)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@torch.inference_mode()
+def head_rewards(model: BTHeads, X: np.ndarray, device: str = "cpu",
+                 chunk: int = 65536) -> np.ndarray:
+    """(n, n_heads) rewards, in chunks so huge score tables do not blow memory."""
+    out = []
+    for s in range(0, len(X), chunk):
+        xt = torch.as_tensor(np.asarray(X[s: s + chunk], dtype=np.float32), device=device)
+        out.append(model(xt).float().cpu().numpy())
+    if not out:
+        return np.zeros((0, model.n_heads), dtype=np.float32)
+    return np.concatenate(out)

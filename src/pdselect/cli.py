@@ -3,6 +3,7 @@
     pdselect run --config configs/demo.yaml [key=value ...]     all stages
     pdselect ingest|aggregate|proxy|score|select|report --config ...   one stage
     pdselect validate --config ... [--full]                      check config + input, no training
+    pdselect experiment --config configs/experiment_cpu.yaml     the paper's grid, measured
     pdselect config [--fields]                                   resolved config / field help
 """
 
@@ -39,6 +40,9 @@ def make_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("validate", help="check the config and the input schema; trains nothing")
     common(sp)
     sp.add_argument("--full", action="store_true", help="read every row, not just the first ones")
+    sp = sub.add_parser("experiment", help="the paper's method x conflict x budget x seed grid")
+    common(sp)
+    sp.add_argument("--out", default="runs/experiment", help="output folder")
     sp = sub.add_parser("config", help="print the resolved config, or every field's help")
     common(sp)
     sp.add_argument("--fields", action="store_true", help="list every key with default and help")
@@ -82,6 +86,14 @@ def _dispatch(args, progress: bool) -> int:
         report = validate(cfg, full=args.full)
         print(report.render())
         return 0 if report.ok else 1
+    if args.cmd == "experiment":
+        from .experiment import run_experiment
+
+        command = "pdselect " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
+        info = run_experiment(cfg, args.out, command=command)
+        print(f"experiment: {info['n_rows']} result rows in {info['wall_seconds']} s -> "
+              f"{args.out}/results.md")
+        return 0
     from .pipeline import run_pipeline
 
     stages = None if args.cmd == "run" else [args.cmd]

@@ -161,6 +161,24 @@ class EvalConfig:
 
 
 @dataclass
+class ExperimentConfig:
+    datasets: list[str] = _f(["usr_topical_chat", "usr_persona_chat", "summeval_op"],
+                             "Bundled datasets the grid runs on.")
+    conflict_levels: list[Optional[float]] = _f([None, 0.1, 0.2, 0.3],
+                                                "Conflict levels (null = natural).")
+    budgets: list[float] = _f([0.1, 0.3, 0.5], "Budgets for the subset methods.")
+    seeds: list[int] = _f([0, 1, 2, 3, 4], "Seeds (aspect draw, split, subsampling, models).")
+    methods: list[str] = _f(["ALL", "OVA", "AVG", "DFPO", "RAND", "RAF", "PD-rati", "PD",
+                             "PD-high", "PD-nl"], "Methods (see experiment.py).")
+    probe_l2: list[float] = _f([1e-2, 1e-4], "L2 strengths of the cheap preference probe.")
+    dpo_datasets: list[str] = _f([], "Datasets that also get the DPO policy level (slow on CPU).")
+    dpo_conflict_levels: list[Optional[float]] = _f([None, 0.3], "Conflict levels for DPO.")
+    dpo_methods: list[str] = _f(["ALL", "PD", "RAND", "PD-high"], "Methods trained with DPO "
+                                "(budget 0.3 for subset methods).")
+    dpo_seeds: list[int] = _f([0], "Seeds for the DPO level.")
+
+
+@dataclass
 class RunConfig:
     run_dir: str = _f("runs/demo", "Where artifacts go; finished stages are skipped on re-run.")
     seed: int = _f(0, "Seed for every random choice (written to the manifest).")
@@ -171,6 +189,7 @@ class RunConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def validate(self) -> "RunConfig":
         _validate_values(self)

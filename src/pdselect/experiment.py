@@ -1,0 +1,192 @@
+"""The paper's experiment grid (METHOD.md 4), measured on the bundled real data.
+
+methods x conflict levels x budgets x seeds, per dataset. One *cell* = (dataset, conflict level,
+seed): aggregate, train the proxy models once, score, then evaluate every method in it:
+
+    subset methods (at each budget)  PD, PD-high, PD-nl (no length handling), PD-rati (oracle),
+                                     RAF (unified-RM margin), RAND
+    full-data methods                ALL (own aspect labels), OVA (overall labels, oracle),
+                                     AVG (mean-of-aspects labels, oracle), DFPO (PD-offset loss)
+
+Levels measured (all on HELD-OUT inputs labelled by the overall preference, except the first):
+    selection   conflict-detection AUC and conflict rate of the kept pairs (train pool)
+    probe       accuracy of a fresh BT head trained on the method's pairs, per L2 strength
+    dpo         (opt-in, see experiment.dpo_*) implicit-reward accuracy of a DPO-trained policy
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import aggregate
+from .config import RunConfig
+from .data import read_source
+from .evaluate import conflict_rate, roc_auc
+from .pd import pd_from_gaps
+from .probe import probe_accuracy
+from .rejects import RejectLog
+from .reward import train_proxy_models, train_unified_model
+from .reward.frozen import features, make_store
+from .schema import delta_col, public_view
+from .score import label_index, pd_rati_table, score_table
+from .select import make_selector
+
+log = logging.getLogger(__name__)
+
+# subset method -> (selector, score column it ranks, sign that makes the column a keep-score)
+SUBSET_METHODS = {"PD": ("pd", "pd", -1.0), "PD-high": ("pd_high", "pd", 1.0),
+                  "PD-nl": ("pd", "pd_nl", -1.0), "PD-rati": ("pd_rati", "pd_rati", -1.0),
+                  "RAF": ("margin", "margin", 1.0), "RAND": ("random", None, 0.0)}
+FULL_METHODS = ["ALL", "OVA", "AVG", "DFPO"]
+
+
+def _relabel(train: pd.DataFrame, delta: np.ndarray) -> pd.DataFrame:
+    """Orient every pair by the sign of ``delta`` (chosen = preferred); drop ties."""
+    ok = ~np.isnan(delta) & (delta != 0)
+    t = train[ok].copy()
+    flip = delta[ok] < 0
+    c, r = t["chosen"].to_numpy(copy=True), t["rejected"].to_numpy(copy=True)
+    t["chosen"], t["rejected"] = np.where(flip, r, c), np.where(flip, c, r)
+    return t
+
+
+def _avg_delta(train: pd.DataFrame, aspects: list[str], scales: dict) -> np.ndarray:
+    cols = [train[delta_col(a)].to_numpy(np.float64) / (scales[a][1] - scales[a][0])
+            for a in aspects]
+    with np.errstate(all="ignore"):
+        return np.nanmean(np.stack(cols, 1), axis=1)
+
+
+def score_cell(cfg: RunConfig, train: pd.DataFrame, aspects: list[str], seed: int) -> pd.DataFrame:
+    """PD, PD-nl, margin and PD-rati for every train pair (the selection pool)."""
+    public = public_view(train)
+    gamma = cfg.score.gamma
+    models = train_proxy_models(public, aspects, cfg.proxy, seed)
+    unified = train_unified_model(public, cfg.proxy, seed)
+    table, _ = score_table(public, models.gaps(public), aspects, gamma,
+                           unified.gaps(public)[:, 0])
+    nl_cfg = dataclasses.replace(cfg.proxy, rho=0.0, tau=None)
+    nl = train_proxy_models(public, aspects, nl_cfg, seed)
+    table["pd_nl"] = pd_from_gaps(nl.gaps(public), label_index(public["aspect"], aspects),
+                                  gamma)[0]
+    rati = pd_rati_table(train, aspects, gamma)
+    if rati is not None:
+        table["pd_rati"] = rati["pd_rati"].to_numpy()
+    table.attrs["proxy_val_acc"] = {a: m.get("val_accuracy") for a, m in models.metrics.items()}
+    return table
+
+
+def aspect_conflict_matrix(pairs: pd.DataFrame, aspects: list[str]) -> pd.DataFrame:
+    """[k, k'] = share of pairs labelled k that aspect k' (true ratings) rates the other way."""
+    m = pd.DataFrame(np.nan, index=aspects, columns=aspects)
+    for k in aspects:
+        sub = pairs[pairs["aspect"] == k]
+        for k2 in aspects:
+            if k2 != k and delta_col(k2) in sub and len(sub):
+                m.loc[k, k2] = float((sub[delta_col(k2)] < 0).mean())
+    return m
+
+
+def run_cell(cfg: RunConfig, rated, level: float | None, seed: int,
+             features_fn) -> tuple[list[dict], dict]:
+    """Every method x budget in one (dataset, conflict level, seed) cell.
+
+    Returns the metric rows and diagnostics (PD per pair with its hidden agreement, and the
+    aspect x aspect conflict matrix) for the plots."""
+    ex = cfg.experiment
+    agg_cfg = dataclasses.replace(cfg.aggregate, conflict_level=level)
+    pairs = aggregate(rated, agg_cfg, seed, RejectLog("aggregate"))
+    train = pairs[pairs["split"] == "train"].reset_index(drop=True)
+    test = pairs[pairs["split"] == "test"].reset_index(drop=True)
+    aspects = [a for a in rated.aspects if (train["aspect"] == a).any()]
+    table = score_cell(cfg, train, aspects, seed)
+    agrees = train["h_agrees_overall"].to_numpy(np.float64)
+    known = ~np.isnan(agrees)
+    base = {"dataset": rated.source, "conflict": "natural" if level is None else level,
+            "seed": seed, "pool": len(train), "pool_conflict_rate": conflict_rate(agrees)}
+    rows = []
+
+    def probe(sub: pd.DataFrame, offset=None, K=1) -> dict:
+        acc = probe_accuracy(features_fn, sub, test, ex.probe_l2, seed, offset=offset, K=K)
+        return {f"probe_l2={l2:g}": v for l2, v in acc.items()}
+
+    for name in ex.methods:
+        if name in SUBSET_METHODS:
+            sel_name, col, sign = SUBSET_METHODS[name]
+            if col is not None and col not in table.columns:
+                continue  # e.g. PD-rati on data without every aspect rated
+            auc = (roc_auc(sign * table.loc[known, col].to_numpy(), agrees[known] == 1)
+                   if col else 0.5)
+            # PD-nl ranks its own column with the PD selector
+            t = table.assign(pd=table["pd_nl"]) if col == "pd_nl" else table
+            for b in ex.budgets:
+                mask = make_selector(sel_name, budget=b, random_state=seed).fit(t).get_support()
+                rows.append({**base, "method": name, "budget": b, "n": int(mask.sum()),
+                             "auc": auc, "conflict_rate": conflict_rate(agrees, mask),
+                             **probe(train[mask])})
+        elif name in FULL_METHODS:
+            if name == "ALL":
+                sub, off = train, None
+            elif name == "OVA":
+                sub, off = _relabel(train, train["h_overall_delta"].to_numpy(np.float64)), None
+            elif name == "AVG":
+                sub, off = _relabel(train, _avg_delta(train, aspects, rated.scales)), None
+            else:  # DFPO: all pairs, loss -log sigmoid(K dr + PD)
+                sub, off = train, table["pd"].to_numpy()
+            sub_agrees = (sub["h_agrees_overall"].to_numpy(np.float64) if name in ("ALL", "DFPO")
+                          else np.ones(len(sub)))
+            rows.append({**base, "method": name, "budget": 1.0, "n": len(sub),
+                         "auc": float("nan"), "conflict_rate": conflict_rate(sub_agrees),
+                         **probe(sub, off, len(aspects) if off is not None else 1)})
+    for r in rows:
+        r["proxy_val_acc"] = float(np.nanmean([v for v in table.attrs["proxy_val_acc"].values()
+                                               if v is not None]))
+    diag = {"pd": table["pd"].to_numpy(), "agrees": agrees,
+            "matrix": aspect_conflict_matrix(train, aspects)}
+    return rows, diag
+
+
+def run_experiment(cfg: RunConfig, out_dir: str | Path, command: str = "") -> dict:
+    """Run the whole grid; write results.json, summary.json, results.md and plots."""
+    from .report_experiment import summarise, write_outputs
+
+    ex = cfg.experiment
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store = make_store(cfg.proxy)
+
+    def features_fn(inputs, responses):
+        return features(store, cfg.proxy.features, inputs, responses)
+
+    from .plots import aspect_conflict_matrix as plot_matrix, pd_histogram
+
+    rows, t0 = [], time.perf_counter()
+    for ds in ex.datasets:
+        data_cfg = dataclasses.replace(cfg.data, source=ds, path="")
+        rated = read_source(data_cfg, RejectLog("ingest"))
+        for level in ex.conflict_levels:
+            for seed in ex.seeds:
+                tc = time.perf_counter()
+                cell_rows, diag = run_cell(cfg, rated, level, seed, features_fn)
+                rows += cell_rows
+                if seed == ex.seeds[0] and level == ex.conflict_levels[0]:
+                    name = f"{ds}_{'natural' if level is None else level}_seed{seed}"
+                    pd_histogram(diag["pd"], diag["agrees"], out, f"PD, {name}",
+                                 f"pd_histogram_{ds}.png")
+                    plot_matrix(diag["matrix"], out, f"{ds}: label k vs aspect k'",
+                                f"aspect_conflict_matrix_{ds}.png")
+                log.info("experiment %s conflict=%s seed=%d: %.1fs", ds, level, seed,
+                         time.perf_counter() - tc)
+    summary = summarise(pd.DataFrame(rows))
+    info = {"wall_seconds": round(time.perf_counter() - t0, 1), "n_rows": len(rows),
+            "command": command}
+    (out / "results.json").write_text(json.dumps(rows, indent=1, default=float))
+    write_outputs(out, rows, summary, cfg, info)
+    return info

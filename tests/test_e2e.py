@@ -1,0 +1,84 @@
+"""End to end on bundled real data, through the CLI: every stage, artifacts, resume, quality."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pdselect.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("e2e") / "run"
+    rc = main(["-q", "run", "-c", "configs/demo.yaml", f"run_dir={run_dir}"])
+    assert rc == 0
+    return run_dir
+
+
+def test_every_stage_wrote_its_artifacts(demo_run):
+    for stage in ("ingest", "aggregate", "proxy", "score", "select"):
+        assert (demo_run / stage / "_SUCCESS").exists(), stage
+    for f in ("config.yaml", "manifest.json", "report.md", "report.json",
+              "ingest/rated.parquet", "aggregate/pairs.parquet", "score/scores.parquet",
+              "score/pd_rati.parquet", "select/selection.parquet", "select/dpo.parquet"):
+        assert (demo_run / f).exists(), f
+    manifest = json.loads((demo_run / "manifest.json").read_text())
+    assert set(manifest["stages"]) >= {"ingest", "aggregate", "proxy", "score", "select", "report"}
+    assert manifest["environment"]["versions"]["torch"]
+
+
+def test_selection_and_trl_dataset(demo_run):
+    sel = pd.read_parquet(demo_run / "select" / "selection.parquet")
+    pairs = pd.read_parquet(demo_run / "aggregate" / "pairs.parquet")
+    n_train = (pairs["split"] == "train").sum()
+    assert len(sel) == n_train and sel["selected"].sum() == -(-3 * n_train // 10)
+    # PD selection = the most negative PD, ties by pair_id
+    kept = sel[sel["selected"]]
+    assert kept["pd"].max() <= sel.loc[~sel["selected"], "pd"].min()
+    from datasets import load_dataset
+
+    ds = load_dataset("parquet", data_files=str(demo_run / "select" / "dpo.parquet"),
+                      split="train")
+    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names)
+    assert len(ds) == sel["selected"].sum()
+    # no test input leaks into the training selection
+    test_inputs = set(pairs.loc[pairs["split"] == "test", "input"])
+    assert not test_inputs & set(ds["prompt"])
+
+
+def test_quality_bar_pd_beats_random(demo_run):
+    rep = json.loads((demo_run / "report.json").read_text())
+    comp = rep["selection"]["comparison"]
+    assert comp["pd"]["conflict_rate"] < comp["random"]["conflict_rate"]
+    assert comp["pd"]["auc"] > 0.7 and comp["pd_rati"]["auc"] > 0.9
+    assert comp["pd_high"]["auc"] == pytest.approx(1 - comp["pd"]["auc"])
+
+
+def test_rerun_skips_finished_stages(demo_run, caplog):
+    before = (demo_run / "score" / "scores.parquet").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        assert main(["run", "-c", "configs/demo.yaml", f"run_dir={demo_run}"]) == 0
+    assert (demo_run / "score" / "scores.parquet").stat().st_mtime_ns == before
+    assert "skipped" in caplog.text
+
+
+def test_changing_the_config_under_a_finished_run_is_refused(demo_run, capsys):
+    assert main(["run", "-c", "configs/demo.yaml", f"run_dir={demo_run}", "seed=5"]) == 2
+    assert "different config" in capsys.readouterr().err
+
+
+def test_single_stage_rerun_invalidates_later_stages(demo_run):
+    assert main(["-q", "select", "-c", "configs/demo.yaml", f"run_dir={demo_run}",
+                 "--force"]) == 0
+    assert (demo_run / "select" / "_SUCCESS").exists()
+    assert not (demo_run / "report" / "_SUCCESS").exists()
+
+
+def test_cli_entry_point_and_errors():
+    out = subprocess.run([sys.executable, "-m", "pdselect.cli", "run", "select.budgte=0.2"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "did you mean 'budget'" in out.stderr

@@ -205,3 +205,18 @@ def test_too_few_pairs_is_a_clear_error(tiny_bert64, tmp_path):
         train_proxy_models(df, ["A", "L", "rare"], _cfg(tiny_bert64, tmp_path), seed=0)
     with pytest.raises(StageError, match="missing"):
         train_proxy_models(df, ["A", "missing"], _cfg(tiny_bert64, tmp_path), seed=0)
+
+
+def test_batched_linear_loss_equals_per_head_loop():
+    from pdselect.reward.heads import BTHeads, _linear_step
+    rng = np.random.default_rng(3)
+    X = torch.tensor(rng.normal(size=(30, 5)), dtype=torch.float32)
+    model = BTHeads(3, 5)
+    with torch.no_grad():
+        model.w.normal_()
+    prepared = [(h, X[rng.integers(0, 30, n)], X[rng.integers(0, 30, n)],
+                 torch.tensor(rng.normal(size=n), dtype=torch.float32), rho)
+                for h, n, rho in ((0, 7, 0.5), (2, 11, 0.0))]
+    loop = sum(bt_loss_t(bt_logit_t(model.head_reward(xw, h), model.head_reward(xl, h), dl, rho)
+                         ).mean() + 0.1 * model.penalty(h) for h, xw, xl, dl, rho in prepared)
+    assert _linear_step(model, prepared, 0.1)().item() == pytest.approx(loop.item(), rel=1e-5)

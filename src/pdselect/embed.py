@@ -87,7 +87,11 @@ class TextFramer:
         return self.tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
 
     def n_tokens(self, texts: Sequence[str]) -> np.ndarray:
-        return np.array([len(t) for t in self.token_ids(texts)], dtype=np.int64)
+        """Untruncated token counts (memoised: length metrics ask for the same texts often)."""
+        memo = self.__dict__.setdefault("_n_tokens", {})
+        todo = list(dict.fromkeys(t for t in texts if t not in memo))
+        memo.update(zip(todo, (len(t) for t in self.token_ids(todo))))
+        return np.array([memo[t] for t in texts], dtype=np.int64)
 
     def joint_ids(self, inputs: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
         xs, ys = self.token_ids(inputs), self.token_ids(responses)

@@ -95,15 +95,36 @@ def fit_heads(X: np.ndarray, groups: list[PairGroup], n_heads: int, kind: str = 
     if not prepared:
         return model.eval()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    step = _linear_step(model, prepared, l2) if kind == "linear" else None
     for _ in range(int(epochs)):
         opt.zero_grad(set_to_none=True)
-        loss = torch.zeros((), device=device)
-        for h, xw, xl, dl, rho in prepared:
-            logit = bt_logit_t(model.head_reward(xw, h), model.head_reward(xl, h), dl, rho)
-            loss = loss + bt_loss_t(logit).mean() + l2 * model.penalty(h)
+        if step is not None:
+            loss = step()
+        else:
+            loss = torch.zeros((), device=device)
+            for h, xw, xl, dl, rho in prepared:
+                logit = bt_logit_t(model.head_reward(xw, h), model.head_reward(xl, h), dl, rho)
+                loss = loss + bt_loss_t(logit).mean() + l2 * model.penalty(h)
         loss.backward()
         opt.step()
     return model.eval()
+
+
+def _linear_step(model: BTHeads, prepared: list, l2: float):
+    """All linear heads in one batched op: r(w) - r(l) = (x_w - x_l) . w_h, so every group's
+    pairs are stacked with their head index and 1/n_g weights (the same loss as the loop)."""
+    diff = torch.cat([xw - xl for _, xw, xl, _, _ in prepared])                  # (P, d)
+    head = torch.cat([torch.full((len(xw),), h, dtype=torch.long, device=xw.device)
+                      for h, xw, _, _, _ in prepared])                             # (P,)
+    shift = torch.cat([rho * dl for _, _, _, dl, rho in prepared])                # (P,)
+    weight = torch.cat([torch.full((len(xw),), 1.0 / len(xw), device=xw.device)
+                        for _, xw, _, _, _ in prepared])                           # (P,)
+    used = torch.tensor(sorted({h for h, *_ in prepared}), device=diff.device)
+
+    def step() -> torch.Tensor:
+        logit = (diff * model.w[head]).sum(-1) + shift
+        return (bt_loss_t(logit) * weight).sum() + l2 * (model.w[used] ** 2).sum()
+    return step
 
 
 @torch.inference_mode()

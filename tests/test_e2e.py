@@ -65,9 +65,17 @@ def test_rerun_skips_finished_stages(demo_run, caplog):
     assert "skipped" in caplog.text
 
 
-def test_changing_the_config_under_a_finished_run_is_refused(demo_run, capsys):
-    assert main(["run", "-c", "configs/demo.yaml", f"run_dir={demo_run}", "seed=5"]) == 2
-    assert "different config" in capsys.readouterr().err
+def test_changed_config_reruns_only_the_affected_stages(demo_run, caplog):
+    agg = (demo_run / "aggregate" / "pairs.parquet").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        assert main(["run", "-c", "configs/demo.yaml", f"run_dir={demo_run}",
+                     "select.budget=0.5"]) == 0
+    assert (demo_run / "aggregate" / "pairs.parquet").stat().st_mtime_ns == agg
+    assert "select    config changed" in caplog.text
+    sel = pd.read_parquet(demo_run / "select" / "selection.parquet")
+    assert sel["selected"].sum() == -(-sel.shape[0] // 2)
+    # and back: the original budget is restored by the same mechanism
+    assert main(["-q", "run", "-c", "configs/demo.yaml", f"run_dir={demo_run}"]) == 0
 
 
 def test_single_stage_rerun_invalidates_later_stages(demo_run):

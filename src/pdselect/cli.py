@@ -2,6 +2,7 @@
 
     pdselect run --config configs/demo.yaml [key=value ...]     all stages
     pdselect ingest|aggregate|proxy|score|select|report --config ...   one stage
+    pdselect align|eval --config ...     DPO/DFPO on the selection; held-out evaluation
     pdselect validate --config ... [--full]                      check config + input, no training
     pdselect experiment --config configs/experiment_cpu.yaml     the paper's grid, measured
     pdselect config [--fields]                                   resolved config / field help
@@ -16,7 +17,7 @@ import sys
 
 from .errors import PDSelectError
 
-STAGE_CMDS = ["ingest", "aggregate", "proxy", "score", "select", "report"]
+STAGE_CMDS = ["ingest", "aggregate", "proxy", "score", "select", "report", "align", "eval"]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -104,6 +105,8 @@ def _dispatch(args, progress: bool) -> int:
         print(f"TRL-ready dataset: {root / 'select' / ('dpo.' + cfg.select.output_format)}")
     else:
         print(f"{args.cmd}: done -> {root / args.cmd}")
+        if args.cmd == "eval":
+            print((root / "eval" / "metrics.json").read_text())
     return 0
 
 

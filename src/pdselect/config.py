@@ -158,6 +158,9 @@ class AlignConfig:
 class EvalConfig:
     probe_l2: list[float] = _f([1e-2, 1e-4], "L2 strengths of the cheap Bradley-Terry probe "
                                              "trained on each selection.")
+    n_generate: int = _f(16, "Held-out inputs the aligned and the starting policy generate for "
+                             "(scored by the oracle judge); 0 skips generation.")
+    max_new_tokens: int = _f(48, "Tokens generated per held-out input (greedy).")
 
 
 @dataclass

@@ -181,18 +181,59 @@ def stage_report(cfg: RunConfig, run: RunDir) -> dict:
     return {"report": str(run.root / "report.md")}
 
 
+def _stage_align(cfg: RunConfig, run: RunDir) -> dict:
+    from .stages_policy import stage_align
+
+    return stage_align(cfg, run)
+
+
+def _stage_eval(cfg: RunConfig, run: RunDir) -> dict:
+    from .stages_policy import stage_eval
+
+    return stage_eval(cfg, run)
+
+
 STAGE_FUNCS: dict[str, Callable[..., dict]] = {
     "ingest": stage_ingest, "aggregate": stage_aggregate, "proxy": stage_proxy,
     "score": stage_score, "select": stage_select, "report": stage_report,
+    "align": _stage_align, "eval": _stage_eval,
 }
+# opt-in stages after the report: DPO on CPU takes minutes to hours
+POLICY_STAGES = ["align", "eval"]
+ALL_STAGES = STAGES + POLICY_STAGES
 
 
 # ----------------------------------------------------------------------------- driver
+# config sections each stage's result depends on (cumulative along the pipeline)
+_SECTIONS = {"ingest": ["seed", "data"], "aggregate": ["aggregate"], "proxy": ["proxy"],
+             "score": ["score"], "select": ["select"], "report": [], "align": ["align"],
+             "eval": ["eval"]}
+
+
+def config_fingerprint(cfg: RunConfig, name: str) -> str:
+    """Hash of the config sections stage ``name`` (and every stage before it) depends on."""
+    import hashlib
+    import json
+
+    d = cfg.to_dict()
+    keys = [k for st in ALL_STAGES[: ALL_STAGES.index(name) + 1] for k in _SECTIONS[st]]
+    blob = json.dumps({k: d[k] for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
 def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw) -> dict:
-    """Run one stage unless its marker says it already finished."""
+    """Run one stage unless it already finished with the same relevant config."""
+    fp = config_fingerprint(cfg, name)
     if run.is_done(name) and not force:
-        log.info("%-9s skipped (finished earlier; see %s)", name, run.root / name)
-        return read_json(run.root / name / "_SUCCESS")
+        done = read_json(run.root / name / "_SUCCESS")
+        if done.get("_config") == fp:
+            log.info("%-9s skipped (finished earlier; see %s)", name, run.root / name)
+            return done
+        log.info("%-9s config changed since it finished: running it again", name)
+    for before in ALL_STAGES[: ALL_STAGES.index(name)]:
+        if before not in POLICY_STAGES and not run.is_done(before):
+            raise StageError(f"stage '{name}' needs '{before}' to have finished in {run.root}. "
+                             f"Fix: pdselect run (or pdselect {before}) first.")
     if name != "report":
         run.reset(name)  # a killed earlier attempt may have left partial files
     t0 = time.perf_counter()
@@ -200,9 +241,9 @@ def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw)
     dt = time.perf_counter() - t0
     run.stage(name)
     # everything after a stage that (re)ran is stale: drop its marker so it runs again
-    for later in STAGES[STAGES.index(name) + 1:]:
+    for later in ALL_STAGES[ALL_STAGES.index(name) + 1:]:
         (run.root / later / "_SUCCESS").unlink(missing_ok=True)
-    run.mark_done(name, summary)
+    run.mark_done(name, {**summary, "_config": fp})
     run.record_stage(name, dt, summary, cfg.seed)
     log.info("%-9s done in %.1fs: %s", name, dt, _one_line(summary))
     return summary
@@ -219,14 +260,9 @@ def _one_line(summary: dict) -> str:
 
 
 def prepare_run(cfg: RunConfig) -> RunDir:
-    """Create the run folder and write the resolved config (refusing a changed config)."""
+    """Create the run folder and write the resolved config."""
     run = RunDir(cfg.run_dir)
-    path = run.root / "config.yaml"
-    resolved = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    if path.exists() and path.read_text() != resolved and any(run.is_done(s) for s in STAGES):
-        raise StageError(f"{run.root} holds a run made with a different config. Fix: choose "
-                         f"another run_dir, or delete {run.root} to start over.")
-    write_text(path, resolved)
+    write_text(run.root / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return run
 
 

@@ -122,3 +122,12 @@ def test_row_order_of_the_input_does_not_change_pairs():
     a = build_pairs(base, cfg, 0, RejectLog("x")).sort_values("pair_id").reset_index(drop=True)
     b = build_pairs(shuffled, cfg, 0, RejectLog("x")).sort_values("pair_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_aspect_with_zero_pairs_is_an_error_not_silently_dropped():
+    r = rated()
+    r.df["never"] = 3.0  # rated, but decides no pair
+    r.aspects.append("never")
+    r.scales["never"] = (1, 5)
+    with pytest.raises(StageError, match="'never': 0"):
+        aggregate(r, AggregateConfig(min_pairs_per_aspect=1, test_fraction=0.0), 0, RejectLog("x"))

@@ -216,8 +216,8 @@ def aggregate(rated: RatedTable, cfg: AggregateConfig, seed: int,
     pairs = split_by_input(pairs, cfg.test_fraction, seed)
     if cfg.conflict_level is not None:
         pairs = apply_conflict_level(pairs, cfg.conflict_level, seed, rejects)
-    present = [a for a in rated.aspects if (pairs["aspect"] == a).any()]
-    check_aspect_counts(pairs, present, cfg.min_pairs_per_aspect)
+    # every rated aspect needs its proxy model, so one with 0 or too few pairs is an error
+    check_aspect_counts(pairs, list(rated.aspects), cfg.min_pairs_per_aspect)
     return pairs[PAIR_BASE + [c for c in pairs.columns if c not in PAIR_BASE]]
 
 

@@ -90,3 +90,21 @@ def test_cli_entry_point_and_errors():
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "did you mean 'budget'" in out.stderr
+
+
+def test_align_and_eval_stages_on_the_selection(demo_run, tmp_path):
+    from pdselect.policy import tiny_llama
+
+    policy = tiny_llama(tmp_path / "tiny")
+    over = [f"run_dir={demo_run}", f"align.policy={policy}", "align.max_steps=2",
+            "align.max_length=64", "align.batch_size=2", "eval.n_generate=2",
+            "eval.max_new_tokens=8", "eval.probe_l2=[0.01]"]
+    assert main(["-q", "run", "-c", "configs/demo.yaml"] + over) == 0
+    assert main(["-q", "align", "-c", "configs/demo.yaml"] + over) == 0
+    m = json.loads((demo_run / "align" / "metrics.json").read_text())
+    assert m["steps"] == 2 and 0 <= m["eval"]["accuracy"] <= 1 and m["eval"]["n"] > 50
+    assert main(["-q", "eval", "-c", "configs/demo.yaml"] + over) == 0
+    ev = json.loads((demo_run / "eval" / "metrics.json").read_text())
+    assert 0 <= ev["probe"]["selection"]["0.01"] <= 1
+    gen = ev["policy"]["generations"]
+    assert gen["n_prompts"] == 2 and "judge_gain" in gen and gen["aligned"]["mean_chars"] >= 0

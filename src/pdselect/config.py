@@ -84,8 +84,15 @@ class ProxyConfig:
                 "embedding of the response alone; both = concatenation.")
     l2: float = _f(1e-4, "L2 strength of the head (weak values let it fit per-response "
                          "orderings, which cross-scoring exploits).")
-    epochs: int = _f(300, "Full-batch training epochs for the head (L-BFGS-free Adam).")
-    lr: float = _f(0.01, "Head learning rate.")
+    optimizer: Literal["adam", "lbfgs"] = _f(
+        "adam", "Head optimiser, full batch: adam (`epochs` steps at `lr`) or lbfgs (strong-"
+                "Wolfe line search, at most `epochs` iterations, `lr` unused; converges the "
+                "convex linear head to its regularised optimum).")
+    epochs: int = _f(300, "Full-batch training epochs (adam) or max iterations (lbfgs).")
+    lr: float = _f(0.01, "Head learning rate (adam).")
+    standardize: bool = _f(False, "Z-score each feature over the training texts before fitting "
+                                  "the heads (folded back into the weights, so scoring is "
+                                  "unchanged in form).")
     hidden: int = _f(256, "Hidden width for head=mlp.")
     ensemble: int = _f(1, "Heads per aspect trained on bootstrap resamples; scores are averaged.")
     rho: float = _f(0.5, "Length term rho >= 0 in logit = r(w) - r(l) + rho*dlen; fixed during "
@@ -254,8 +261,33 @@ def _validate_values(cfg: RunConfig) -> None:
     if cfg.data.source in ("ultrafeedback", "helpsteer2", "generic", "pairs") and not cfg.data.path:
         raise ConfigError("data.path", f"source {cfg.data.source!r} has no bundled copy.",
                           "set data.path to a local file or a Hugging Face dataset id.")
+    _validate_experiment(cfg.experiment)
     if cfg.data.max_rows is not None and cfg.data.max_rows < 1:
         raise ConfigError("data.max_rows", f"{cfg.data.max_rows!r} must be >= 1 or null.", "")
+
+
+_EXPERIMENT_METHODS = ["ALL", "OVA", "AVG", "DFPO", "RAND", "RAF", "PD-rati", "PD", "PD-high",
+                       "PD-nl"]
+_BUNDLED = ["usr_topical_chat", "usr_persona_chat", "summeval_op"]
+
+
+def _validate_experiment(ex: "ExperimentConfig") -> None:
+    for key, values, allowed in (("experiment.methods", ex.methods, _EXPERIMENT_METHODS),
+                                 ("experiment.dpo_methods", ex.dpo_methods,
+                                  _EXPERIMENT_METHODS + ["IRG"]),
+                                 ("experiment.datasets", ex.datasets, _BUNDLED),
+                                 ("experiment.dpo_datasets", ex.dpo_datasets, _BUNDLED)):
+        for v in values:
+            if v not in allowed:
+                raise ConfigError(key, f"unknown entry {v!r}.",
+                                  f"choose from {allowed}" + _hint(v, allowed))
+    for b in ex.budgets:
+        if not 0 < b <= 1:
+            raise ConfigError("experiment.budgets", f"{b!r} is not in (0, 1].", "")
+    for c in ex.conflict_levels + ex.dpo_conflict_levels:
+        if c is not None and not 0 < c < 0.95:
+            raise ConfigError("experiment.conflict_levels", f"{c!r} is not in (0, 0.95).",
+                              "use null for the natural level.")
 
 
 # ----------------------------------------------------------------------------- loading

@@ -94,63 +94,92 @@ def aspect_conflict_matrix(pairs: pd.DataFrame, aspects: list[str]) -> pd.DataFr
     return m
 
 
-def run_cell(cfg: RunConfig, rated, level: float | None, seed: int,
-             features_fn) -> tuple[list[dict], dict]:
-    """Every method x budget in one (dataset, conflict level, seed) cell.
+@dataclasses.dataclass
+class Cell:
+    """One (dataset, conflict level, seed): its pairs, the score table and what methods need."""
 
-    Returns the metric rows and diagnostics (PD per pair with its hidden agreement, and the
-    aspect x aspect conflict matrix) for the plots."""
-    ex = cfg.experiment
+    train: pd.DataFrame   # train pairs WITH hidden columns (oracle methods and metrics only)
+    test: pd.DataFrame
+    table: pd.DataFrame   # score table aligned with train rows
+    aspects: list[str]
+    scales: dict
+    seed: int
+
+
+def method_pairs(name: str, budget: float, cell: Cell):
+    """(training pairs, DFPO offset or None, selection mask or None) of a method."""
+    train, table = cell.train, cell.table
+    if name in SUBSET_METHODS:
+        sel_name, col, _ = SUBSET_METHODS[name]
+        t = table.assign(pd=table["pd_nl"]) if col == "pd_nl" else table  # PD-nl: own column
+        mask = make_selector(sel_name, budget=budget, random_state=cell.seed).fit(t).get_support()
+        return train[mask], None, mask
+    if name == "ALL":
+        return train, None, None
+    if name == "OVA":
+        return _relabel(train, train["h_overall_delta"].to_numpy(np.float64)), None, None
+    if name == "AVG":
+        return _relabel(train, _avg_delta(train, cell.aspects, cell.scales)), None, None
+    if name == "DFPO":  # all pairs, loss -log sigmoid(K dr + PD)
+        return train, table["pd"].to_numpy(), None
+    raise ValueError(f"unknown method {name!r}")
+
+
+def make_cell(cfg: RunConfig, rated, level: float | None, seed: int) -> Cell:
     agg_cfg = dataclasses.replace(cfg.aggregate, conflict_level=level)
     pairs = aggregate(rated, agg_cfg, seed, RejectLog("aggregate"))
     train = pairs[pairs["split"] == "train"].reset_index(drop=True)
     test = pairs[pairs["split"] == "test"].reset_index(drop=True)
     aspects = [a for a in rated.aspects if (train["aspect"] == a).any()]
-    table = score_cell(cfg, train, aspects, seed)
+    return Cell(train, test, score_cell(cfg, train, aspects, seed), aspects, rated.scales, seed)
+
+
+def run_cell(cfg: RunConfig, cell: Cell, base: dict, features_fn) -> list[dict]:
+    """Selection-level and probe metrics of every method x budget in one cell."""
+    ex, table, train = cfg.experiment, cell.table, cell.train
     agrees = train["h_agrees_overall"].to_numpy(np.float64)
     known = ~np.isnan(agrees)
-    base = {"dataset": rated.source, "conflict": "natural" if level is None else level,
-            "seed": seed, "pool": len(train), "pool_conflict_rate": conflict_rate(agrees)}
     rows = []
 
-    def probe(sub: pd.DataFrame, offset=None, K=1) -> dict:
-        acc = probe_accuracy(features_fn, sub, test, ex.probe_l2, seed, offset=offset, K=K)
+    def probe(sub: pd.DataFrame, offset=None) -> dict:
+        K = len(cell.aspects) if offset is not None else 1
+        acc = probe_accuracy(features_fn, public_view(sub), cell.test, ex.probe_l2,
+                             cell.seed, offset=offset, K=K)
         return {f"probe_l2={l2:g}": v for l2, v in acc.items()}
 
     for name in ex.methods:
         if name in SUBSET_METHODS:
-            sel_name, col, sign = SUBSET_METHODS[name]
+            _, col, sign = SUBSET_METHODS[name]
             if col is not None and col not in table.columns:
                 continue  # e.g. PD-rati on data without every aspect rated
             auc = (roc_auc(sign * table.loc[known, col].to_numpy(), agrees[known] == 1)
                    if col else 0.5)
-            # PD-nl ranks its own column with the PD selector
-            t = table.assign(pd=table["pd_nl"]) if col == "pd_nl" else table
             for b in ex.budgets:
-                mask = make_selector(sel_name, budget=b, random_state=seed).fit(t).get_support()
-                rows.append({**base, "method": name, "budget": b, "n": int(mask.sum()),
-                             "auc": auc, "conflict_rate": conflict_rate(agrees, mask),
-                             **probe(train[mask])})
+                sub, _, mask = method_pairs(name, b, cell)
+                rows.append({**base, "method": name, "budget": b, "n": len(sub), "auc": auc,
+                             "conflict_rate": conflict_rate(agrees, mask), **probe(sub)})
         elif name in FULL_METHODS:
-            if name == "ALL":
-                sub, off = train, None
-            elif name == "OVA":
-                sub, off = _relabel(train, train["h_overall_delta"].to_numpy(np.float64)), None
-            elif name == "AVG":
-                sub, off = _relabel(train, _avg_delta(train, aspects, rated.scales)), None
-            else:  # DFPO: all pairs, loss -log sigmoid(K dr + PD)
-                sub, off = train, table["pd"].to_numpy()
+            sub, off, _ = method_pairs(name, 1.0, cell)
             sub_agrees = (sub["h_agrees_overall"].to_numpy(np.float64) if name in ("ALL", "DFPO")
-                          else np.ones(len(sub)))
+                          else np.ones(len(sub)))  # OVA/AVG labels agree by construction
             rows.append({**base, "method": name, "budget": 1.0, "n": len(sub),
                          "auc": float("nan"), "conflict_rate": conflict_rate(sub_agrees),
-                         **probe(sub, off, len(aspects) if off is not None else 1)})
+                         **probe(sub, off)})
+    val = [v for v in table.attrs["proxy_val_acc"].values() if v is not None]
     for r in rows:
-        r["proxy_val_acc"] = float(np.nanmean([v for v in table.attrs["proxy_val_acc"].values()
-                                               if v is not None]))
-    diag = {"pd": table["pd"].to_numpy(), "agrees": agrees,
-            "matrix": aspect_conflict_matrix(train, aspects)}
-    return rows, diag
+        r["proxy_val_acc"] = float(np.nanmean(val)) if val else float("nan")
+    return rows
+
+
+def merge_rows(rows: list[dict], extra: list[dict]) -> None:
+    """Add the DPO metrics to the matching (method, budget) rows; unmatched ones are appended."""
+    index = {(r["method"], r["budget"]): r for r in rows}
+    for e in extra:
+        key = (e["method"], e["budget"])
+        if key in index:
+            index[key].update({k: v for k, v in e.items() if k.startswith("dpo_")})
+        else:
+            rows.append(e)
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, command: str = "") -> dict:
@@ -174,13 +203,24 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, command: str = "") -> di
         for level in ex.conflict_levels:
             for seed in ex.seeds:
                 tc = time.perf_counter()
-                cell_rows, diag = run_cell(cfg, rated, level, seed, features_fn)
+                cell = make_cell(cfg, rated, level, seed)
+                base = {"dataset": ds, "conflict": "natural" if level is None else level,
+                        "seed": seed, "pool": len(cell.train),
+                        "pool_conflict_rate": conflict_rate(cell.train["h_agrees_overall"])}
+                cell_rows = run_cell(cfg, cell, base, features_fn)
+                if ds in ex.dpo_datasets and level in ex.dpo_conflict_levels \
+                        and seed in ex.dpo_seeds:
+                    from .experiment_dpo import dpo_metrics
+
+                    merge_rows(cell_rows, dpo_metrics(cfg, cell, base, out / "dpo"))
                 rows += cell_rows
                 if seed == ex.seeds[0] and level == ex.conflict_levels[0]:
-                    name = f"{ds}_{'natural' if level is None else level}_seed{seed}"
-                    pd_histogram(diag["pd"], diag["agrees"], out, f"PD, {name}",
+                    agrees = cell.train["h_agrees_overall"].to_numpy(np.float64)
+                    pd_histogram(cell.table["pd"].to_numpy(), agrees, out,
+                                 f"PD on {ds} (natural conflict, seed {seed})",
                                  f"pd_histogram_{ds}.png")
-                    plot_matrix(diag["matrix"], out, f"{ds}: label k vs aspect k'",
+                    plot_matrix(aspect_conflict_matrix(cell.train, cell.aspects), out,
+                                f"{ds}: label k vs aspect k'",
                                 f"aspect_conflict_matrix_{ds}.png")
                 log.info("experiment %s conflict=%s seed=%d: %.1fs", ds, level, seed,
                          time.perf_counter() - tc)

@@ -107,9 +107,17 @@ class RunDir:
     def mark_done(self, name: str, info: dict | None = None) -> None:
         write_json(self.root / name / MARKER, info or {})
 
-    def reset(self, name: str) -> None:
-        """Remove a stage's folder (used when a stage re-runs after an interruption)."""
-        shutil.rmtree(self.root / name, ignore_errors=True)
+    def reset(self, name: str, keep: tuple[str, ...] = ()) -> None:
+        """Remove a stage's folder (used when a stage re-runs after an interruption), except
+        the sub-folders in ``keep``: resumable work such as finished score shards."""
+        folder = self.root / name
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        for child in folder.glob("*") if folder.exists() else []:
+            if child.name in keep:
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     # ------------------------------------------------------------------ manifest
     @property

@@ -103,27 +103,55 @@ def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
 
 
 def stage_score(cfg: RunConfig, run: RunDir) -> dict:
-    from .reward import ProxyModels
-    from .score import pd_rati_table, score_table
+    from .score import pd_rati_table
 
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
     pairs = _train_pairs(run)
+    out = run.stage("score")
+    if cfg.score.engine == "ray" or len(pairs) > cfg.score.shard_size:
+        table, summary = _score_sharded(cfg, run, aspects, out)
+    else:
+        table, summary = _score_in_memory(cfg, run, pairs, aspects)
+    write_parquet(out / "scores.parquet", table)
+    rati = pd_rati_table(pairs, aspects, cfg.score.gamma)
+    if rati is not None:
+        write_parquet(out / "pd_rati.parquet", rati)
+    summary.update({"n_scored": len(table), "pd_mean": float(table["pd"].mean()),
+                    "pd_rati": rati is not None})
+    write_json(out / "meta.json", summary)
+    return summary
+
+
+def _score_in_memory(cfg: RunConfig, run: RunDir, pairs: pd.DataFrame, aspects: list[str]):
+    from .reward import ProxyModels
+    from .score import score_table
+
     public = public_view(pairs)
     models = ProxyModels.load(run.root / "proxy" / "aspects", cfg.proxy)
-    gaps = models.gaps(public)
     margin = None
     if (run.root / "proxy" / "unified").exists():
         margin = ProxyModels.load(run.root / "proxy" / "unified", cfg.proxy).gaps(public)[:, 0]
-    table, q = score_table(public, gaps, models.aspects, cfg.score.gamma, margin)
-    out = run.stage("score")
-    write_parquet(out / "scores.parquet", table)
-    rati = pd_rati_table(pairs, models.aspects, cfg.score.gamma)
-    if rati is not None:
-        write_parquet(out / "pd_rati.parquet", rati)
-    summary = {"n_scored": len(table), "q": q, "pd_mean": float(table["pd"].mean()),
-               "pd_rati": rati is not None}
-    write_json(out / "meta.json", summary)
-    return summary
+    table, q = score_table(public, models.gaps(public), aspects, cfg.score.gamma, margin)
+    return table, {"engine": "in-memory", "q": q}
+
+
+def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
+    """Streamed, resumable scoring in shards (local or Ray; scale/). Its parts live in
+    ``score/sharded`` and are concatenated into the usual score table."""
+    from .scale import read_scores, score_stage
+
+    import shutil
+
+    stamp = out / "sharded" / "_config"
+    fp = config_fingerprint(cfg, "score")
+    if stamp.exists() and stamp.read_text() != fp:
+        shutil.rmtree(out / "sharded")  # shards of another config must not be resumed
+    write_text(stamp, fp)
+    unified = run.root / "proxy" / "unified"
+    summary = score_stage(run.root / "aggregate" / "pairs.parquet", run.root / "proxy" / "aspects",
+                          aspects, cfg, out / "sharded",
+                          margin_models=unified if unified.exists() else None)
+    return read_scores(out / "sharded"), summary
 
 
 def load_score_pool(run: RunDir) -> pd.DataFrame:
@@ -235,7 +263,9 @@ def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw)
             raise StageError(f"stage '{name}' needs '{before}' to have finished in {run.root}. "
                              f"Fix: pdselect run (or pdselect {before}) first.")
     if name != "report":
-        run.reset(name)  # a killed earlier attempt may have left partial files
+        # a killed earlier attempt may have left partial files; finished score shards are
+        # kept (they resume) unless the config they were made with changed
+        run.reset(name, keep=("sharded",) if name == "score" else ())
     t0 = time.perf_counter()
     summary = STAGE_FUNCS[name](cfg, run, **kw)
     dt = time.perf_counter() - t0

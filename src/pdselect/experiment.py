@@ -30,7 +30,7 @@ from .config import RunConfig
 from .data import read_source
 from .evaluate import conflict_rate, roc_auc
 from .pd import pd_from_gaps
-from .probe import probe_accuracy
+from .probe import probe_many
 from .rejects import RejectLog
 from .reward import train_proxy_models, train_unified_model
 from .reward.frozen import features, make_store
@@ -139,14 +139,7 @@ def run_cell(cfg: RunConfig, cell: Cell, base: dict, features_fn) -> list[dict]:
     ex, table, train = cfg.experiment, cell.table, cell.train
     agrees = train["h_agrees_overall"].to_numpy(np.float64)
     known = ~np.isnan(agrees)
-    rows = []
-
-    def probe(sub: pd.DataFrame, offset=None) -> dict:
-        K = len(cell.aspects) if offset is not None else 1
-        acc = probe_accuracy(features_fn, public_view(sub), cell.test, ex.probe_l2,
-                             cell.seed, offset=offset, K=K)
-        return {f"probe_l2={l2:g}": v for l2, v in acc.items()}
-
+    rows, subsets, offsets = [], {}, {}
     for name in ex.methods:
         if name in SUBSET_METHODS:
             _, col, sign = SUBSET_METHODS[name]
@@ -157,16 +150,24 @@ def run_cell(cfg: RunConfig, cell: Cell, base: dict, features_fn) -> list[dict]:
             for b in ex.budgets:
                 sub, _, mask = method_pairs(name, b, cell)
                 rows.append({**base, "method": name, "budget": b, "n": len(sub), "auc": auc,
-                             "conflict_rate": conflict_rate(agrees, mask), **probe(sub)})
+                             "conflict_rate": conflict_rate(agrees, mask)})
+                subsets[(name, b)] = sub
         elif name in FULL_METHODS:
             sub, off, _ = method_pairs(name, 1.0, cell)
             sub_agrees = (sub["h_agrees_overall"].to_numpy(np.float64) if name in ("ALL", "DFPO")
                           else np.ones(len(sub)))  # OVA/AVG labels agree by construction
             rows.append({**base, "method": name, "budget": 1.0, "n": len(sub),
-                         "auc": float("nan"), "conflict_rate": conflict_rate(sub_agrees),
-                         **probe(sub, off)})
+                         "auc": float("nan"), "conflict_rate": conflict_rate(sub_agrees)})
+            subsets[(name, 1.0)] = sub
+            if off is not None:
+                offsets[(name, 1.0)] = off
+    # the probe only ever sees public columns of the training subsets
+    acc = probe_many(features_fn, public_view(train),
+                     {k: public_view(v) for k, v in subsets.items()}, cell.test, ex.probe_l2,
+                     cell.seed, offsets=offsets, K=len(cell.aspects))
     val = [v for v in table.attrs["proxy_val_acc"].values() if v is not None]
     for r in rows:
+        r.update({f"probe_l2={l2:g}": v for l2, v in acc[(r["method"], r["budget"])].items()})
         r["proxy_val_acc"] = float(np.nanmean(val)) if val else float("nan")
     return rows
 

@@ -177,3 +177,31 @@ def test_smollm2_convert_and_two_lora_steps(tmp_path):
                       device="cpu")
     m = align(data, cfg, tmp_path / "out", seed=0, eval_pairs=PAIRS.assign(h_agrees_overall=1.0))
     assert m["steps"] == 2 and all(math.isfinite(p["loss"]) for p in m["loss_curve"])
+
+
+def test_reference_logps_of_heldout_pairs_are_computed_once(tmp_path, monkeypatch):
+    """Policies from one start share the reference pass on the same held-out pairs."""
+    import pdselect.implicit_reward as IR
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from pdselect.policy import tiny_llama
+
+    path = tiny_llama(tmp_path / "tiny")
+    base = AutoModelForCausalLM.from_pretrained(path)
+    policy = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"]))
+    pairs = pd.DataFrame({"prompt": ["hi", "yo", "ok"], "chosen": ["a", "bb", "c"],
+                          "rejected": ["dd", "e", "ff"], "h_agrees_overall": [1.0, 0.0, 1.0]})
+    calls = {"n": 0}
+    real = IR._ref_logps
+
+    def counting(*a):
+        calls["n"] += 1
+        return real(*a)
+
+    monkeypatch.setattr(IR, "_ref_logps", counting)
+    IR._REF_CACHE.clear()
+    first = IR.implicit_reward_accuracy(policy, None, pairs, 0.1, 64)
+    assert calls["n"] == 1
+    second = IR.implicit_reward_accuracy(policy, None, pairs, 0.1, 64)
+    assert calls["n"] == 1 and second == first

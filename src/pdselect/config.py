@@ -90,6 +90,11 @@ class ProxyConfig:
                 "convex linear head to its regularised optimum).")
     epochs: int = _f(300, "Full-batch training epochs (adam) or max iterations (lbfgs).")
     lr: float = _f(0.01, "Head learning rate (adam).")
+    multitask: bool = _f(False, "Linear heads only: the K aspect heads of one fit share a trunk, "
+                                "w_k = s + v_k, s trained on all aspects' pairs (L2 shared_l2), "
+                                "v_k on D_k (L2 l2).")
+    shared_l2: Optional[float] = _f(None, "L2 strength of the shared trunk (multitask); None: "
+                                          "same as l2.")
     standardize: bool = _f(False, "Z-score each feature over the training texts before fitting "
                                   "the heads (folded back into the weights, so scoring is "
                                   "unchanged in form).")
@@ -186,6 +191,8 @@ class ExperimentConfig:
     dpo_methods: list[str] = _f(["ALL", "PD", "RAND", "PD-high"], "Methods trained with DPO "
                                 "(budget 0.3 for subset methods).")
     dpo_seeds: list[int] = _f([0], "Seeds for the DPO level.")
+    dpo_eval_pairs: int = _f(0, "Held-out pairs (with an overall preference) the DPO level "
+                                "evaluates on, a seeded sample; 0 = all of them.")
 
 
 @dataclass

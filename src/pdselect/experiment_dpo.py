@@ -33,7 +33,11 @@ def _trl_frame(sub: pd.DataFrame, offset: np.ndarray | None) -> pd.DataFrame:
     return df
 
 
-def _eval_frame(test: pd.DataFrame) -> pd.DataFrame:
+def _eval_frame(test: pd.DataFrame, n_max: int, seed: int) -> pd.DataFrame:
+    """Held-out pairs with an overall preference; a seeded sample of ``n_max`` when > 0."""
+    test = test[test["h_agrees_overall"].notna()]
+    if 0 < n_max < len(test):
+        test = test.sample(n=n_max, random_state=seed).sort_index()
     return pd.DataFrame({"prompt": test["input"], "chosen": test["chosen"],
                          "rejected": test["rejected"],
                          "h_agrees_overall": test["h_agrees_overall"]})
@@ -47,7 +51,7 @@ def dpo_metrics(cfg: RunConfig, cell, base: dict, out_root: Path) -> list[dict]:
 
     rows, models = [], {}
     cell_dir = Path(out_root) / f"{base['dataset']}_{base['conflict']}_seed{base['seed']}"
-    evalp = _eval_frame(cell.test)
+    evalp = _eval_frame(cell.test, cfg.experiment.dpo_eval_pairs, cell.seed)
     for name in cfg.experiment.dpo_methods:
         budget = DPO_BUDGET if name in SUBSET_METHODS or name == "IRG" else 1.0
         if name == "IRG":

@@ -90,6 +90,22 @@ def sequence_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return (tok_lp * batch["completion_mask"][:, 1:].to(device)).sum(-1).cpu()
 
 
+# Reference log-probs of held-out pairs do not depend on the trained policy: when several
+# policies from the same start are evaluated on the same pairs (the experiment grid), they are
+# computed once. Key: (reference identity, max_length, prompt, chosen, rejected).
+_REF_CACHE: dict[tuple, tuple[float, float]] = {}
+
+
+def _ref_identity(policy, ref) -> str | None:
+    """A stable name for the reference model, or None when it cannot be named safely."""
+    if ref is None and hasattr(policy, "peft_config"):
+        cfg = next(iter(policy.peft_config.values()))
+        return f"base:{cfg.base_model_name_or_path}"
+    if isinstance(ref, (str, Path)):
+        return f"path:{ref}"
+    return None
+
+
 def _ref_logps(policy, ref, batch):
     if ref is not None:
         return sequence_logps(ref, batch)
@@ -116,10 +132,22 @@ def pair_rewards(policy: Any, ref: Any, pairs: pd.DataFrame, beta: float, max_le
     if ref_m is not None:
         ref_m.eval()
     r_c, r_r = [], []
+    ident = _ref_identity(policy_m, ref)
     with torch.inference_mode():
         for i in range(0, len(encs), batch_size):
             batch = _collate(encs[i:i + batch_size], tok.pad_token_id, max_length)
-            logr = beta * (sequence_logps(policy_m, batch) - _ref_logps(policy_m, ref_m, batch))
+            keys = [(ident, max_length, *map(str, df.iloc[j].tolist()))
+                    for j in range(i, min(i + batch_size, len(encs)))]
+            if ident is not None and all(k in _REF_CACHE for k in keys):
+                ref_lp = torch.tensor([_REF_CACHE[k][0] for k in keys]
+                                      + [_REF_CACHE[k][1] for k in keys], dtype=torch.float32)
+            else:
+                ref_lp = _ref_logps(policy_m, ref_m, batch)
+                if ident is not None:
+                    n = len(keys)
+                    _REF_CACHE.update({k: (float(ref_lp[j]), float(ref_lp[n + j]))
+                                       for j, k in enumerate(keys)})
+            logr = beta * (sequence_logps(policy_m, batch) - ref_lp)
             c, r = logr.chunk(2)
             r_c.append(c)
             r_r.append(r)

@@ -124,3 +124,18 @@ def test_sharded_score_engine_gives_the_same_table(demo_run, tmp_path):
     b = pd.read_parquet(run2 / "score" / "scores.parquet").sort_values("pair_id")
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b[a.columns].reset_index(drop=True),
                                   check_exact=False, atol=1e-9)
+
+
+def test_local_and_ray_engines_give_byte_identical_selections(demo_run, tmp_path):
+    pytest.importorskip("ray", reason="ray[data] not installed")
+    import shutil
+
+    digests = {}
+    for engine in ("local", "ray"):
+        run = tmp_path / engine
+        shutil.copytree(demo_run, run)
+        over = [f"run_dir={run}", "score.shard_size=200", f"score.engine={engine}"]
+        assert main(["-q", "score", "-c", "configs/demo.yaml", "--force"] + over) == 0
+        assert main(["-q", "select", "-c", "configs/demo.yaml"] + over) == 0
+        digests[engine] = (run / "select" / "selection.parquet").read_bytes()
+    assert digests["local"] == digests["ray"]

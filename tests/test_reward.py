@@ -220,3 +220,13 @@ def test_batched_linear_loss_equals_per_head_loop():
     loop = sum(bt_loss_t(bt_logit_t(model.head_reward(xw, h), model.head_reward(xl, h), dl, rho)
                          ).mean() + 0.1 * model.penalty(h) for h, xw, xl, dl, rho in prepared)
     assert _linear_step(model, prepared, 0.1)().item() == pytest.approx(loop.item(), rel=1e-5)
+
+
+def test_without_diagnostics_the_scoring_models_are_the_same(tiny_bert64, tmp_path):
+    """diagnostics=False (used by the experiment grid) skips only the metric fits."""
+    df = synthetic_pairs(n_inputs=40, seed=5)
+    cfg = _cfg(tiny_bert64, tmp_path, rho=0.5, tau=1.0, epochs=50)
+    full = train_proxy_models(df, ["A", "L"], cfg, seed=1)
+    lean = train_proxy_models(df, ["A", "L"], cfg, seed=1, diagnostics=False)
+    np.testing.assert_allclose(lean.gaps(df), full.gaps(df), atol=1e-5)
+    assert "val_accuracy" in full.metrics["A"] and "val_accuracy" not in lean.metrics.get("A", {})

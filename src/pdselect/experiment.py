@@ -69,11 +69,11 @@ def score_cell(cfg: RunConfig, train: pd.DataFrame, aspects: list[str], seed: in
     public = public_view(train)
     gamma = cfg.score.gamma
     models = train_proxy_models(public, aspects, cfg.proxy, seed)
-    unified = train_unified_model(public, cfg.proxy, seed)
+    unified = train_unified_model(public, cfg.proxy, seed, diagnostics=False)
     table, _ = score_table(public, models.gaps(public), aspects, gamma,
                            unified.gaps(public)[:, 0])
     nl_cfg = dataclasses.replace(cfg.proxy, rho=0.0, tau=None)
-    nl = train_proxy_models(public, aspects, nl_cfg, seed)
+    nl = train_proxy_models(public, aspects, nl_cfg, seed, diagnostics=False)
     table["pd_nl"] = pd_from_gaps(nl.gaps(public), label_index(public["aspect"], aspects),
                                   gamma)[0]
     rati = pd_rati_table(train, aspects, gamma)

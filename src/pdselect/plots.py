@@ -27,11 +27,24 @@ def _main_probe(summary: pd.DataFrame) -> str | None:
     return min(probes, key=lambda c: float(c.split("=")[1])) if probes else None
 
 
-def conflict_robustness(summary: pd.DataFrame, out: Path, metric: str, budget: float = 0.3):
+def _panels(summary: pd.DataFrame):
+    """One subplot per dataset: (plt, fig, [(ax, dataset), ...])."""
     plt = _plt()
     datasets = list(summary["dataset"].unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
+    return plt, fig, list(zip(axes[0], datasets))
+
+
+def _finish(plt, fig, ax, path: Path) -> None:
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def conflict_robustness(summary: pd.DataFrame, out: Path, metric: str, budget: float = 0.3):
+    plt, fig, panels = _panels(summary)
+    for ax, ds in panels:
         d = summary[(summary["dataset"] == ds)
                     & ((summary["budget"] == budget) | (summary["budget"] == 1.0))]
         levels = [c for c in CONFLICT_ORDER if c in set(d["conflict"])] or list(d["conflict"].unique())
@@ -43,17 +56,12 @@ def conflict_robustness(summary: pd.DataFrame, out: Path, metric: str, budget: f
         ax.set_title(ds)
         ax.set_xlabel("conflict level")
         ax.set_ylabel(metric)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(out / f"conflict_robustness_{metric}.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, panels[-1][0], out / f"conflict_robustness_{metric}.png")
 
 
 def budget_curve(summary: pd.DataFrame, out: Path, metric: str, conflict: str = "natural"):
-    plt = _plt()
-    datasets = list(summary["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
+    plt, fig, panels = _panels(summary)
+    for ax, ds in panels:
         d = summary[(summary["dataset"] == ds) & (summary["conflict"] == conflict)]
         for m in _order(d["method"].unique()):
             r = d[d["method"] == m].sort_values("budget")
@@ -65,10 +73,7 @@ def budget_curve(summary: pd.DataFrame, out: Path, metric: str, conflict: str = 
         ax.set_title(f"{ds} ({conflict} conflict)")
         ax.set_xlabel("budget (share of pairs kept)")
         ax.set_ylabel(metric)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(out / f"budget_curve_{metric}.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, panels[-1][0], out / f"budget_curve_{metric}.png")
 
 
 def pd_histogram(pd_values: np.ndarray, agrees: np.ndarray, out: Path, title: str,

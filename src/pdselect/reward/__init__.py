@@ -32,25 +32,29 @@ def make_backend(cfg, out_dir: Path | None = None):
 
 def train_proxy_models(train_pairs: pd.DataFrame, aspects: list[str], cfg, seed: int,
                        out_dir: Path | None = None, progress: bool = False,
-                       min_pairs: int = MIN_PAIRS_PER_ASPECT) -> ProxyModels:
+                       min_pairs: int = MIN_PAIRS_PER_ASPECT,
+                       diagnostics: bool = True) -> ProxyModels:
     """One length-debiased proxy reward model per aspect, trained on D_k (pairs labelled k).
 
     Raises StageError when an aspect has fewer than ``min_pairs`` pairs. Saves to ``out_dir``
     when given (``ProxyModels.load`` reads it back).
     """
     backend = make_backend(cfg, out_dir)
-    models = train_models(train_pairs, list(aspects), cfg, seed, backend, progress, min_pairs)
+    models = train_models(train_pairs, list(aspects), cfg, seed, backend, progress, min_pairs,
+                          diagnostics)
     if out_dir is not None:
         models.save(Path(out_dir))
     return models
 
 
 def train_unified_model(train_pairs: pd.DataFrame, cfg, seed: int,
-                        out_dir: Path | None = None, progress: bool = False) -> ProxyModels:
+                        out_dir: Path | None = None, progress: bool = False,
+                        diagnostics: bool = True) -> ProxyModels:
     """One head named "unified" on ALL pairs, aspect labels ignored (RAF-like margin baseline).
     Same protocol as an aspect model: length term, resampling, validation by input."""
     pairs = train_pairs.assign(aspect=UNIFIED)
-    return train_proxy_models(pairs, [UNIFIED], cfg, seed, out_dir, progress)
+    return train_proxy_models(pairs, [UNIFIED], cfg, seed, out_dir, progress,
+                              diagnostics=diagnostics)
 
 
 __all__ = ["ProxyModels", "train_proxy_models", "train_unified_model", "UNIFIED"]

@@ -183,13 +183,20 @@ def _val_accuracy(fitted: Fitted, name: str, pairs: pd.DataFrame, rows: np.ndarr
 
 
 def train_models(pairs: pd.DataFrame, aspects: list[str], cfg, seed: int, backend: Backend,
-                 progress: bool = False, min_pairs: int = MIN_PAIRS_PER_ASPECT) -> "ProxyModels":
-    """The whole per-aspect protocol (module docstring) on one backend."""
+                 progress: bool = False, min_pairs: int = MIN_PAIRS_PER_ASPECT,
+                 diagnostics: bool = True) -> "ProxyModels":
+    """The whole per-aspect protocol (module docstring) on one backend.
+
+    ``diagnostics=False`` trains only the final models (no validation fit, no rho=0 fit, no
+    length correlations): the same scoring models, for callers that need no metrics."""
     t0 = time.time()
     pairs = pairs.reset_index(drop=True)
     check_aspects(pairs, aspects, min_pairs)
     dlen = token_dlen(pairs, backend.n_tokens, cfg.length_scale)
-    jobs, info = plan_jobs(pairs, aspects, dlen, cfg, seed, diagnostics=backend.cheap)
+    jobs, info = plan_jobs(pairs, aspects, dlen, cfg, seed,
+                           diagnostics=backend.cheap and diagnostics)
+    if not diagnostics:  # same rng draws as above, so the final models are identical
+        jobs = [j for j in jobs if j.name.startswith("final/")]
     val_jobs = [j for j in jobs if j.name.startswith("val/")]
     fit_jobs = [j for j in jobs if not j.name.startswith("val/")]
     metrics: dict[str, dict] = {}
@@ -200,7 +207,7 @@ def train_models(pairs: pd.DataFrame, aspects: list[str], cfg, seed: int, backen
                 fitted_val, j.name, pairs, info[j.aspect]["val_rows"])
         del fitted_val
     fitted = backend.fit(pairs, fit_jobs, seed, progress)
-    for a in aspects:
+    for a in aspects if diagnostics else []:
         m = metrics.setdefault(a, {})
         m.setdefault("val_accuracy", float("nan"))
         rows = info[a]["rows"]

@@ -82,17 +82,19 @@ class ProxyConfig:
     features: Literal["joint", "response", "both"] = _f(
         "both", "What the head sees: joint = embedding of 'input [SEP] response'; response = "
                 "embedding of the response alone; both = concatenation.")
-    l2: float = _f(1e-4, "L2 strength of the head (weak values let it fit per-response "
-                         "orderings, which cross-scoring exploits).")
+    l2: float = _f(1e-4, "L2 strength of the head (with multitask: of each aspect's own part "
+                         "v_k). Weak values let a head fit per-response orderings.")
     optimizer: Literal["adam", "lbfgs"] = _f(
         "adam", "Head optimiser, full batch: adam (`epochs` steps at `lr`) or lbfgs (strong-"
                 "Wolfe line search, at most `epochs` iterations, `lr` unused; converges the "
                 "convex linear head to its regularised optimum).")
     epochs: int = _f(300, "Full-batch training epochs (adam) or max iterations (lbfgs).")
     lr: float = _f(0.01, "Head learning rate (adam).")
-    multitask: bool = _f(False, "Linear heads only: the K aspect heads of one fit share a trunk, "
-                                "w_k = s + v_k, s trained on all aspects' pairs (L2 shared_l2), "
-                                "v_k on D_k (L2 l2).")
+    multitask: bool = _f(True, "Linear heads: the K aspect heads of one fit share a trunk, "
+                               "w_k = s + v_k, s trained on all aspects' pairs (L2 shared_l2), "
+                               "v_k on D_k (L2 l2); folded into plain linear heads after "
+                               "training. Raised conflict AUC on all 3 bundled datasets "
+                               "(docs/RESULTS.md). Ignored, with a warning, for head=mlp.")
     shared_l2: Optional[float] = _f(None, "L2 strength of the shared trunk (multitask); None: "
                                           "same as l2.")
     standardize: bool = _f(False, "Z-score each feature over the training texts before fitting "

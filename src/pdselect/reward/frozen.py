@@ -140,6 +140,42 @@ class FrozenBackend:
                 head_of[job.name].append(h)
                 groups.append(PairGroup(h, cw[job.rows[take]], cl[job.rows[take]],
                                         job.dlen[take], job.rho))
-        heads = fit_heads(X, groups, len(jobs) * M, cfg.head, cfg.hidden, cfg.l2, cfg.epochs,
-                          cfg.lr, seed, cfg.device)
+        mu, sd = standardiser(X) if getattr(cfg, "standardize", False) else (None, None)
+        Xf = X if mu is None else (X - mu) / sd
+        share = None
+        multitask = getattr(cfg, "multitask", False)
+        if multitask and cfg.head != "linear":
+            logger.warning("proxy.multitask applies to linear heads only; head=%s trains "
+                           "independent heads", cfg.head)
+            multitask = False
+        if multitask:
+            # heads of the same job kind (val / final / rho0) and ensemble member share a trunk
+            kinds = sorted({job.name.split("/")[0] for job in jobs})
+            share = np.array([kinds.index(job.name.split("/")[0]) * M + m
+                              for job in jobs for m in range(M)])
+        heads = fit_heads(Xf, groups, len(jobs) * M, cfg.head, cfg.hidden, cfg.l2, cfg.epochs,
+                          cfg.lr, seed, cfg.device, getattr(cfg, "optimizer", "adam"),
+                          share, getattr(cfg, "shared_l2", None))
+        if mu is not None:
+            fold_standardiser(heads, mu, sd)
         return FrozenFitted(self, heads, head_of)
+
+
+def standardiser(X: np.ndarray, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of the training texts' features (proxy.standardize)."""
+    X = np.asarray(X, dtype=np.float64)
+    return X.mean(0).astype(np.float32), np.maximum(X.std(0), eps).astype(np.float32)
+
+
+@torch.no_grad()
+def fold_standardiser(heads: BTHeads, mu: np.ndarray, sd: np.ndarray) -> None:
+    """Rewrite heads trained on (x - mu) / sd as heads on raw x (exact), so saved scorers
+    need no extra state: linear w -> w / sd (a constant offset cancels in gaps); MLP
+    w1 -> w1 / sd, b1 -> b1 - (mu / sd) @ w1."""
+    m = torch.as_tensor(mu, device=next(heads.parameters()).device)
+    s = torch.as_tensor(sd, device=m.device)
+    if heads.kind == "linear":
+        heads.w.div_(s[None, :])
+    else:
+        heads.w1.div_(s[None, :, None])
+        heads.b1.sub_(torch.einsum("d,kdh->kh", m, heads.w1))

@@ -79,8 +79,21 @@ class BTHeads(nn.Module):
 
 def fit_heads(X: np.ndarray, groups: list[PairGroup], n_heads: int, kind: str = "linear",
               hidden: int = 256, l2: float = 1e-4, epochs: int = 300, lr: float = 0.01,
-              seed: int = 0, device: str = "cpu") -> BTHeads:
-    """Train every head on its group with full-batch Adam; returns the module in eval mode."""
+              seed: int = 0, device: str = "cpu", optimizer: str = "adam",
+              share: np.ndarray | None = None, shared_l2: float | None = None) -> BTHeads:
+    """Train every head on its group, full batch; returns the module in eval mode.
+
+    optimizer="adam": ``epochs`` Adam steps at ``lr``. optimizer="lbfgs": L-BFGS with a strong-
+    Wolfe line search, at most ``epochs`` iterations (``lr`` unused); the linear problem is
+    convex, so this reaches the regularised optimum instead of stopping part-way.
+
+    share (linear heads only): (n_heads,) share-group of every head, or None. Heads of one group
+    are multi-task heads w_h = s_g + v_h: a trunk s_g trained on all the group's pairs (L2
+    ``shared_l2``) plus the head's own part v_h (L2 ``l2``). The trunk is folded into w after
+    training, so the result is an ordinary linear BTHeads.
+    """
+    if optimizer not in ("adam", "lbfgs"):
+        raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
     torch.manual_seed(seed)
     model = BTHeads(n_heads, X.shape[1], kind, hidden, seed).to(device)
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
@@ -94,25 +107,55 @@ def fit_heads(X: np.ndarray, groups: list[PairGroup], n_heads: int, kind: str = 
                          float(g.rho)))
     if not prepared:
         return model.eval()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    step = _linear_step(model, prepared, l2) if kind == "linear" else None
-    for _ in range(int(epochs)):
-        opt.zero_grad(set_to_none=True)
+    trunk = None
+    if share is not None:
+        if kind != "linear":
+            raise ValueError("shared trunks (proxy.multitask) need head=linear")
+        share_t = torch.as_tensor(np.asarray(share, dtype=np.int64), device=device)
+        trunk = nn.Parameter(torch.zeros(int(share_t.max()) + 1, X.shape[1], device=device))
+    step = (_linear_step(model, prepared, l2, trunk, share_t if trunk is not None else None,
+                         l2 if shared_l2 is None else shared_l2)
+            if kind == "linear" else None)
+    params = list(model.parameters()) + ([trunk] if trunk is not None else [])
+
+    def total_loss() -> torch.Tensor:
         if step is not None:
-            loss = step()
-        else:
-            loss = torch.zeros((), device=device)
-            for h, xw, xl, dl, rho in prepared:
-                logit = bt_logit_t(model.head_reward(xw, h), model.head_reward(xl, h), dl, rho)
-                loss = loss + bt_loss_t(logit).mean() + l2 * model.penalty(h)
-        loss.backward()
-        opt.step()
+            return step()
+        loss = torch.zeros((), device=device)
+        for h, xw, xl, dl, rho in prepared:
+            logit = bt_logit_t(model.head_reward(xw, h), model.head_reward(xl, h), dl, rho)
+            loss = loss + bt_loss_t(logit).mean() + l2 * model.penalty(h)
+        return loss
+
+    if optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=int(epochs),
+                                history_size=20, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = total_loss()
+            loss.backward()
+            return loss
+        opt.step(closure)
+    else:
+        opt = torch.optim.Adam(params, lr=lr)
+        for _ in range(int(epochs)):
+            opt.zero_grad(set_to_none=True)
+            loss = total_loss()
+            loss.backward()
+            opt.step()
+    if trunk is not None:
+        with torch.no_grad():
+            model.w.add_(trunk[share_t])
     return model.eval()
 
 
-def _linear_step(model: BTHeads, prepared: list, l2: float):
+def _linear_step(model: BTHeads, prepared: list, l2: float, trunk: torch.Tensor | None = None,
+                 share: torch.Tensor | None = None, shared_l2: float = 0.0):
     """All linear heads in one batched op: r(w) - r(l) = (x_w - x_l) . w_h, so every group's
-    pairs are stacked with their head index and 1/n_g weights (the same loss as the loop)."""
+    pairs are stacked with their head index and 1/n_g weights (the same loss as the loop).
+    With a ``trunk`` (G, d), head h's weights are w_h + trunk[share[h]]."""
     diff = torch.cat([xw - xl for _, xw, xl, _, _ in prepared])                  # (P, d)
     head = torch.cat([torch.full((len(xw),), h, dtype=torch.long, device=xw.device)
                       for h, xw, _, _, _ in prepared])                             # (P,)
@@ -122,8 +165,15 @@ def _linear_step(model: BTHeads, prepared: list, l2: float):
     used = torch.tensor(sorted({h for h, *_ in prepared}), device=diff.device)
 
     def step() -> torch.Tensor:
-        logit = (diff * model.w[head]).sum(-1) + shift
-        return (bt_loss_t(logit) * weight).sum() + l2 * (model.w[used] ** 2).sum()
+        if trunk is None:
+            logit = (diff * model.w[head]).sum(-1) + shift
+            return (bt_loss_t(logit) * weight).sum() + l2 * (model.w[used] ** 2).sum()
+        logit = (diff * (model.w[head] + trunk[share[head]])).sum(-1) + shift
+        # the trunk's loss weight: its heads' pair losses are each means, so the trunk sees the
+        # sum of its heads' mean losses; its penalty counts once per head it serves
+        n_share = torch.bincount(share[used], minlength=trunk.shape[0]).clamp(min=1)
+        return ((bt_loss_t(logit) * weight).sum() + l2 * (model.w[used] ** 2).sum()
+                + shared_l2 * (n_share[:, None] * trunk ** 2).sum())
     return step
 
 

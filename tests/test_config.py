@@ -64,3 +64,8 @@ def test_every_field_has_help():
     rows = describe_fields()
     assert len(rows) > 40
     assert all(help_ for _, _, help_ in rows), [k for k, _, h in rows if not h]
+
+
+def test_exponent_without_dot_is_a_number():
+    # YAML 1.1 reads 1e-4 as a string; the config accepts it as the number it means
+    assert load_config(None, ["proxy.l2=1e-4"]).proxy.l2 == 1e-4

@@ -90,11 +90,12 @@ class ProxyConfig:
                 "convex linear head to its regularised optimum).")
     epochs: int = _f(300, "Full-batch training epochs (adam) or max iterations (lbfgs).")
     lr: float = _f(0.01, "Head learning rate (adam).")
-    multitask: bool = _f(True, "Linear heads: the K aspect heads of one fit share a trunk, "
-                               "w_k = s + v_k, s trained on all aspects' pairs (L2 shared_l2), "
-                               "v_k on D_k (L2 l2); folded into plain linear heads after "
-                               "training. Raised conflict AUC on all 3 bundled datasets "
-                               "(docs/RESULTS.md). Ignored, with a warning, for head=mlp.")
+    multitask: bool = _f(False, "Linear heads: the K aspect heads of one fit share a trunk, "
+                                "w_k = s + v_k, s trained on all aspects' pairs (L2 shared_l2), "
+                                "v_k on D_k (L2 l2); folded into plain linear heads after "
+                                "training. +0.01-0.02 conflict AUC on the bundled data, but a "
+                                "pair's OWN label then reaches its PD through the trunk, so it "
+                                "is off by default (docs/RESULTS.md). Ignored for head=mlp.")
     shared_l2: Optional[float] = _f(None, "L2 strength of the shared trunk (multitask); None: "
                                           "same as l2.")
     standardize: bool = _f(False, "Z-score each feature over the training texts before fitting "
@@ -117,7 +118,7 @@ class ProxyConfig:
                             "Empty: $PDSELECT_CACHE or ~/.cache/pdselect.")
     # trl backend
     model_path: str = _f("", "trl backend: local sequence-classification model folder or hub id.")
-    lora: bool = _f(True, "trl backend: train LoRA adapters instead of all weights.")
+    lora: bool = _f(False, "trl backend: train LoRA adapters instead of all weights.")
     trl_epochs: float = _f(1.0, "trl backend: training epochs per aspect.")
     trl_lr: float = _f(5e-5, "trl backend: learning rate.")
     trl_batch_size: int = _f(8, "trl backend: per-device batch size.")
@@ -328,6 +329,11 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
             raise ConfigError(key, f"{value!r} is not a mapping.", "write a YAML mapping.")
         return {str(k): _coerce(f"{key}.{k}", args[1], v) for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"{value!r} is not a number.", "write a number, e.g. 0.3.")
         return float(value)

@@ -80,3 +80,42 @@ def test_bt_logit_sign_debiases():
     assert P.bt_loss(np.array([0.0]))[0] == pytest.approx(math.log(2))
     assert P.bt_loss(np.array([1000.0]))[0] == pytest.approx(0.0)
     assert P.bt_loss(np.array([-1000.0]))[0] == pytest.approx(1000.0)
+
+
+# ----------------------------------------------------------------------------- properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+gaps = st.integers(2, 30).flatmap(lambda n: st.tuples(
+    arrays(np.float64, (n, 3), elements=st.floats(-10, 10, allow_nan=False)),
+    arrays(np.int64, (n,), elements=st.integers(0, 2)),
+    st.permutations(list(range(n)))))
+
+
+@settings(max_examples=80, deadline=None)
+@given(gaps)
+def test_property_pd_is_permutation_equivariant(data):
+    delta, label, perm = data
+    perm = np.array(perm)
+    a = P.pd_from_gaps(delta, label, 0.9)[0]
+    b = P.pd_from_gaps(delta[perm], label[perm], 0.9)[0]
+    np.testing.assert_allclose(a[perm], b)
+
+
+@settings(max_examples=80, deadline=None)
+@given(gaps, st.lists(st.floats(0.1, 100), min_size=3, max_size=3))
+def test_property_pd_is_invariant_to_each_aspects_reward_scale(data, scale):
+    """gamma-quantile normalisation: rescaling one proxy model's rewards changes nothing."""
+    delta, label, _ = data
+    a = P.pd_from_gaps(delta, label, 0.9)[0]
+    b = P.pd_from_gaps(delta * np.array(scale)[None, :], label, 0.9)[0]
+    np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+@settings(max_examples=80, deadline=None)
+@given(gaps)
+def test_property_pd_is_bounded_by_k_minus_one(data):
+    delta, label, _ = data
+    pd_ = P.pd_from_gaps(delta, label, 0.9)[0]
+    assert np.all(np.abs(pd_) <= delta.shape[1] - 1 + 1e-12)

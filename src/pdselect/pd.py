@@ -110,7 +110,8 @@ def normaliser(delta: np.ndarray, label: np.ndarray, gamma: float) -> np.ndarray
 
 def normalise(delta: np.ndarray, q: np.ndarray) -> np.ndarray:
     """delta_n = clip(delta / q_k, -1, 1) column-wise; NaN stays NaN."""
-    return np.clip(np.asarray(delta, dtype=np.float64) / np.asarray(q)[None, :], -1.0, 1.0)
+    with np.errstate(over="ignore"):  # a huge ratio is clipped to +-1 anyway
+        return np.clip(np.asarray(delta, dtype=np.float64) / np.asarray(q)[None, :], -1.0, 1.0)
 
 
 def preference_divergence(delta_n: np.ndarray, label: np.ndarray,

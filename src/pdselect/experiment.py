@@ -183,8 +183,47 @@ def merge_rows(rows: list[dict], extra: list[dict]) -> None:
             rows.append(e)
 
 
+def _cell_file(out: Path, ds: str, level, seed: int) -> Path:
+    return out / "cells" / f"{ds}_{'natural' if level is None else level}_seed{seed}.json"
+
+
+def _run_one(cfg: RunConfig, rated, ds: str, level, seed: int, out: Path,
+             features_fn) -> dict:
+    """One cell's rows (or the reason it was skipped), with its plots for the first cell."""
+    from .errors import StageError
+    from .plots import aspect_conflict_matrix as plot_matrix, pd_histogram
+
+    ex = cfg.experiment
+    try:
+        cell = make_cell(cfg, rated, level, seed)
+    except StageError as e:  # e.g. subsampling left an aspect too few pairs to train on
+        log.warning("experiment %s conflict=%s seed=%d skipped: %s", ds, level, seed, e)
+        return {"rows": [], "skipped": str(e)}
+    base = {"dataset": ds, "conflict": "natural" if level is None else level, "seed": seed,
+            "pool": len(cell.train),
+            "pool_conflict_rate": conflict_rate(cell.train["h_agrees_overall"])}
+    rows = run_cell(cfg, cell, base, features_fn)
+    if ds in ex.dpo_datasets and level in ex.dpo_conflict_levels and seed in ex.dpo_seeds:
+        from .experiment_dpo import dpo_metrics
+
+        merge_rows(rows, dpo_metrics(cfg, cell, base, out / "dpo"))
+    if seed == ex.seeds[0] and level == ex.conflict_levels[0]:
+        agrees = cell.train["h_agrees_overall"].to_numpy(np.float64)
+        pd_histogram(cell.table["pd"].to_numpy(), agrees, out,
+                     f"PD on {ds} (natural conflict, seed {seed})", f"pd_histogram_{ds}.png")
+        plot_matrix(aspect_conflict_matrix(cell.train, cell.aspects), out,
+                    f"{ds}: label k vs aspect k'", f"aspect_conflict_matrix_{ds}.png")
+    return {"rows": rows, "skipped": None}
+
+
 def run_experiment(cfg: RunConfig, out_dir: str | Path, command: str = "") -> dict:
-    """Run the whole grid; write results.json, summary.json, results.md and plots."""
+    """Run the whole grid; write results.json, summary.json, results.md and plots.
+
+    Every finished cell is saved under ``cells/`` (atomically), so a killed or failed grid
+    resumes where it stopped; a cell the data cannot support (an aspect left with too few
+    pairs) is recorded as skipped, with the reason, not silently dropped.
+    """
+    from .artifacts import read_json, write_json
     from .report_experiment import summarise, write_outputs
 
     ex = cfg.experiment
@@ -195,39 +234,27 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, command: str = "") -> di
     def features_fn(inputs, responses):
         return features(store, cfg.proxy.features, inputs, responses)
 
-    from .plots import aspect_conflict_matrix as plot_matrix, pd_histogram
-
-    rows, t0 = [], time.perf_counter()
+    rows, skipped, t0 = [], [], time.perf_counter()
     for ds in ex.datasets:
-        data_cfg = dataclasses.replace(cfg.data, source=ds, path="")
-        rated = read_source(data_cfg, RejectLog("ingest"))
+        rated = read_source(dataclasses.replace(cfg.data, source=ds, path=""),
+                            RejectLog("ingest"))
         for level in ex.conflict_levels:
             for seed in ex.seeds:
-                tc = time.perf_counter()
-                cell = make_cell(cfg, rated, level, seed)
-                base = {"dataset": ds, "conflict": "natural" if level is None else level,
-                        "seed": seed, "pool": len(cell.train),
-                        "pool_conflict_rate": conflict_rate(cell.train["h_agrees_overall"])}
-                cell_rows = run_cell(cfg, cell, base, features_fn)
-                if ds in ex.dpo_datasets and level in ex.dpo_conflict_levels \
-                        and seed in ex.dpo_seeds:
-                    from .experiment_dpo import dpo_metrics
-
-                    merge_rows(cell_rows, dpo_metrics(cfg, cell, base, out / "dpo"))
-                rows += cell_rows
-                if seed == ex.seeds[0] and level == ex.conflict_levels[0]:
-                    agrees = cell.train["h_agrees_overall"].to_numpy(np.float64)
-                    pd_histogram(cell.table["pd"].to_numpy(), agrees, out,
-                                 f"PD on {ds} (natural conflict, seed {seed})",
-                                 f"pd_histogram_{ds}.png")
-                    plot_matrix(aspect_conflict_matrix(cell.train, cell.aspects), out,
-                                f"{ds}: label k vs aspect k'",
-                                f"aspect_conflict_matrix_{ds}.png")
+                tc, f = time.perf_counter(), _cell_file(out, ds, level, seed)
+                if f.exists():
+                    res = read_json(f)
+                else:
+                    res = _run_one(cfg, rated, ds, level, seed, out, features_fn)
+                    write_json(f, res)
+                rows += res["rows"]
+                if res["skipped"]:
+                    skipped.append({"dataset": ds, "conflict": level, "seed": seed,
+                                    "reason": res["skipped"]})
                 log.info("experiment %s conflict=%s seed=%d: %.1fs", ds, level, seed,
                          time.perf_counter() - tc)
     summary = summarise(pd.DataFrame(rows))
     info = {"wall_seconds": round(time.perf_counter() - t0, 1), "n_rows": len(rows),
-            "command": command}
+            "command": command, "skipped_cells": skipped}
     (out / "results.json").write_text(json.dumps(rows, indent=1, default=float))
     write_outputs(out, rows, summary, cfg, info)
     return info

@@ -61,7 +61,13 @@ def render(s: pd.DataFrame, cfg, info: dict, command: str) -> str:
     L = ["# Experiment grid results", "",
          f"Command: `{command}`", "",
          f"Seeds {ex.seeds}; conflict levels {['natural' if c is None else c for c in ex.conflict_levels]}; "
-         f"budgets {ex.budgets}; wall time {info['wall_seconds']} s.", ""]
+         f"budgets {ex.budgets}; wall time {info['wall_seconds']} s (cells resumed from "
+         "`cells/` count only their loading time).", ""]
+    for sk in info.get("skipped_cells", []):
+        L += [f"- Skipped cell {sk['dataset']} conflict={sk['conflict']} seed={sk['seed']}: "
+              f"{sk['reason']}"]
+    if info.get("skipped_cells"):
+        L += [""]
     main_budget = 0.3 if 0.3 in ex.budgets else ex.budgets[0]
     for ds in s["dataset"].unique():
         L += [f"## {ds}", ""]

@@ -53,3 +53,18 @@ def test_outputs_tables_and_plots(grid):
         assert (out / png).stat().st_size > 1000, png
     summary = json.loads((out / "summary.json").read_text())
     assert {"auc_mean", "auc_std", "n_seeds"} <= set(summary[0])
+
+
+def test_unsupported_cells_are_recorded_as_skipped_and_the_grid_resumes(tmp_path):
+    cfg = load_config(None, ["experiment.datasets=[usr_persona_chat]", "experiment.seeds=[0]",
+                             "experiment.conflict_levels=[null]",
+                             "aggregate.min_pairs_per_aspect=100000"])
+    info = run_experiment(cfg, tmp_path, command="pytest")
+    assert info["n_rows"] == 0 and len(info["skipped_cells"]) == 1
+    assert "too few train pairs" in info["skipped_cells"][0]["reason"]
+    assert "Skipped cell usr_persona_chat" in (tmp_path / "results.md").read_text()
+    cell = tmp_path / "cells" / "usr_persona_chat_natural_seed0.json"
+    assert cell.exists()
+    stamp = cell.stat().st_mtime_ns
+    run_experiment(cfg, tmp_path, command="pytest")  # resumed: the cell is not recomputed
+    assert cell.stat().st_mtime_ns == stamp

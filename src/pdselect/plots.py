@@ -115,6 +115,8 @@ def aspect_conflict_matrix(matrix: pd.DataFrame, out: Path, title: str,
 
 
 def plot_all(rows: pd.DataFrame, summary: pd.DataFrame, out: Path) -> None:
+    if summary.empty:
+        return
     probe = _main_probe(summary)
     for metric in [m for m in ("auc", "conflict_rate", probe) if m]:
         conflict_robustness(summary, out, metric)

@@ -22,6 +22,8 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """mean, std and n over seeds for every (dataset, conflict, method, budget)."""
     keys = ["dataset", "conflict", "method", "budget"]
+    if df.empty:  # every cell skipped: an empty summary, the reasons are in results.md
+        return pd.DataFrame(columns=keys + ["n_seeds"])
     df = df.assign(conflict=df["conflict"].astype(str))
     metrics = metric_columns(df)
     g = df.groupby(keys, sort=False)[metrics]

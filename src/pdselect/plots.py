@@ -122,6 +122,6 @@ def plot_all(rows: pd.DataFrame, summary: pd.DataFrame, out: Path) -> None:
         conflict_robustness(summary, out, metric)
     if probe:
         budget_curve(summary, out, probe)
-    dpo = [c[:-5] for c in summary.columns if c.startswith("dpo_") and c.endswith("_mean")]
+    dpo = [c[:-5] for c in summary.columns if c.startswith("dpo_") and c.endswith("_acc_mean")]
     for metric in dpo:
         conflict_robustness(summary[summary[f"{metric}_mean"].notna()], out, metric)

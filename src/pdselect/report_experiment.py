@@ -35,7 +35,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 def _pm(mean: float, std: float) -> str:
     if mean is None or np.isnan(mean):
         return "n/a"
-    return f"{mean:.3f} ± {0 if np.isnan(std) else std:.3f}"
+    if std is None or np.isnan(std):  # a single seed has no spread to report
+        return f"{mean:.3f} (1 seed)"
+    return f"{mean:.3f} ± {std:.3f}"
 
 
 def _order(methods) -> list[str]:

@@ -266,6 +266,9 @@ def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw)
         # a killed earlier attempt may have left partial files; finished score shards are
         # kept (they resume) unless the config they were made with changed
         run.reset(name, keep=("sharded",) if name == "score" else ())
+    else:  # the report is written into the run root: drop temp files a killed write left
+        for tmp in run.root.glob(".report.*.tmp"):
+            tmp.unlink()
     t0 = time.perf_counter()
     summary = STAGE_FUNCS[name](cfg, run, **kw)
     dt = time.perf_counter() - t0

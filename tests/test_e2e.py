@@ -138,4 +138,7 @@ def test_local_and_ray_engines_give_byte_identical_selections(demo_run, tmp_path
         assert main(["-q", "score", "-c", "configs/demo.yaml", "--force"] + over) == 0
         assert main(["-q", "select", "-c", "configs/demo.yaml"] + over) == 0
         digests[engine] = (run / "select" / "selection.parquet").read_bytes()
+    import ray
+
+    ray.shutdown()  # the engine started a local Ray; do not leak it into other tests
     assert digests["local"] == digests["ray"]

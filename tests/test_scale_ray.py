@@ -17,6 +17,8 @@ from test_scale_sharded import ASPECTS, make_pairs, write_shards  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
+    if ray.is_initialized():  # another module's test may have started one (engine=ray)
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

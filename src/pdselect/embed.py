@@ -103,6 +103,19 @@ class TextFramer:
         return [self.pre + y[: self.max_resp] + self.suf for y in self.token_ids(responses)]
 
 
+def pad_batch(ids: Sequence[Sequence[int]], idx, pad_id: int):
+    """Right-padded (input_ids, attention_mask) long tensors for the rows ``idx`` of ``ids``."""
+    import torch
+
+    L = max(len(ids[i]) for i in idx)
+    inp = torch.full((len(idx), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(idx), L), dtype=torch.long)
+    for r, i in enumerate(idx):
+        inp[r, : len(ids[i])] = torch.tensor(ids[i])
+        mask[r, : len(ids[i])] = 1
+    return inp, mask
+
+
 class Encoder:
     """Mean-pooled, L2-normalised sentence encoder (all-MiniLM-L6-v2 by default).
 
@@ -168,12 +181,7 @@ class Encoder:
         with torch.inference_mode():
             for s in starts:
                 idx = order[s: s + self.batch_size]
-                L = max(len(ids[i]) for i in idx)
-                inp = torch.full((len(idx), L), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), L), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    inp[r, : len(ids[i])] = torch.tensor(ids[i])
-                    mask[r, : len(ids[i])] = 1
+                inp, mask = pad_batch(ids, idx, pad)
                 inp, mask = inp.to(self.device), mask.to(self.device)
                 h = self.model(input_ids=inp, attention_mask=mask).last_hidden_state.float()
                 m = mask.unsqueeze(-1).float()

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..embed import TextFramer
+from ..embed import TextFramer, pad_batch
 from ..errors import StageError
 from .base import Job, unique_texts
 
@@ -124,12 +124,7 @@ def score_ids(model, ids: list[list[int]], pad_id: int, batch_size: int, device:
     with torch.inference_mode():
         for s in range(0, len(ids), batch_size):
             idx = order[s: s + batch_size]
-            L = max(len(ids[i]) for i in idx)
-            inp = torch.full((len(idx), L), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), L), dtype=torch.long)
-            for r, i in enumerate(idx):
-                inp[r, : len(ids[i])] = torch.tensor(ids[i])
-                mask[r, : len(ids[i])] = 1
+            inp, mask = pad_batch(ids, idx, pad_id)
             logits = model(input_ids=inp.to(device), attention_mask=mask.to(device)).logits
             out[idx] = logits[:, 0].float().cpu().numpy()
     return out

@@ -76,16 +76,15 @@ def _features_fn(cfg: RunConfig):
 
 
 def _probe_part(cfg: RunConfig, run: RunDir, test: pd.DataFrame, feats) -> dict:
-    from .probe import probe_accuracy
+    """Probe trained on the selection vs on every train pair, in one batched fit per L2."""
+    from .align import read_pairs
+    from .probe import probe_many
 
-    sel = pd.read_parquet(selected_dataset(run)) if selected_dataset(run).suffix == ".parquet" \
-        else pd.read_json(selected_dataset(run), lines=True)
-    sel = sel.rename(columns={"prompt": "input"})
+    sel = read_pairs(selected_dataset(run)).rename(columns={"prompt": "input"})
     full = public_view(_pairs(run, "train"))
-    test = test.rename(columns={"prompt": "input"})
-    return {"selection": probe_accuracy(feats, sel, test, cfg.eval.probe_l2, cfg.seed),
-            "all_train_pairs": probe_accuracy(feats, full, test, cfg.eval.probe_l2, cfg.seed),
-            "n_selection": len(sel), "n_all": len(full)}
+    acc = probe_many(feats, full, {"selection": sel, "all_train_pairs": full},
+                     test.rename(columns={"prompt": "input"}), cfg.eval.probe_l2, cfg.seed)
+    return {**acc, "n_selection": len(sel), "n_all": len(full)}
 
 
 def _generation_part(cfg: RunConfig, run: RunDir, feats) -> dict:

@@ -25,6 +25,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
+from ..artifacts import write_json
 from ..errors import StageError
 from ..pd import length_balanced_indices, length_balanced_share
 
@@ -265,9 +266,7 @@ class ProxyModels:
         self.scorer.save(out_dir)
         meta = {"aspects": self.aspects, "backend": self.backend, "metrics": self.metrics,
                 "info": self.info}
-        tmp = out_dir / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
-        tmp.replace(out_dir / META_FILE)  # written last: its presence means the save finished
+        write_json(out_dir / META_FILE, meta)  # written last: its presence means the save finished
 
     @classmethod
     def load(cls, out_dir: Path, cfg) -> "ProxyModels":
@@ -287,10 +286,3 @@ class ProxyModels:
             raise StageError(f"{f}: unknown proxy backend {meta['backend']!r}.")
         return cls(meta["aspects"], meta["metrics"], scorer, meta.get("info"))
 
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    raise TypeError(type(o))

@@ -108,37 +108,3 @@ def test_align_and_eval_stages_on_the_selection(demo_run, tmp_path):
     assert 0 <= ev["probe"]["selection"]["0.01"] <= 1
     gen = ev["policy"]["generations"]
     assert gen["n_prompts"] == 2 and "judge_gain" in gen and gen["aligned"]["mean_chars"] >= 0
-
-
-def test_sharded_score_engine_gives_the_same_table(demo_run, tmp_path):
-    """score.shard_size below the pool size switches to the streamed, resumable engine."""
-    import shutil
-
-    run2 = tmp_path / "run2"
-    shutil.copytree(demo_run, run2)
-    assert main(["-q", "score", "-c", "configs/demo.yaml", f"run_dir={run2}",
-                 "score.shard_size=100", "--force"]) == 0
-    # shards are row ranges of the whole pair file (886 pairs), scoring its train rows only
-    assert len(list((run2 / "score" / "sharded" / "pd").glob("part-*.parquet"))) == 9
-    a = pd.read_parquet(demo_run / "score" / "scores.parquet").sort_values("pair_id")
-    b = pd.read_parquet(run2 / "score" / "scores.parquet").sort_values("pair_id")
-    pd.testing.assert_frame_equal(a.reset_index(drop=True), b[a.columns].reset_index(drop=True),
-                                  check_exact=False, atol=1e-9)
-
-
-def test_local_and_ray_engines_give_byte_identical_selections(demo_run, tmp_path):
-    pytest.importorskip("ray", reason="ray[data] not installed")
-    import shutil
-
-    digests = {}
-    for engine in ("local", "ray"):
-        run = tmp_path / engine
-        shutil.copytree(demo_run, run)
-        over = [f"run_dir={run}", "score.shard_size=200", f"score.engine={engine}"]
-        assert main(["-q", "score", "-c", "configs/demo.yaml", "--force"] + over) == 0
-        assert main(["-q", "select", "-c", "configs/demo.yaml"] + over) == 0
-        digests[engine] = (run / "select" / "selection.parquet").read_bytes()
-    import ray
-
-    ray.shutdown()  # the engine started a local Ray; do not leak it into other tests
-    assert digests["local"] == digests["ray"]

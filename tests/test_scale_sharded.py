@@ -189,4 +189,9 @@ def test_real_proxy_models_plug_in(tmp_path):
     pd_pass(out, ASPECTS, 0.9)
     pairs = pd.read_parquet(tmp_path / "pairs")
     exp, _ = score_table(pairs, models.gaps(pairs), ASPECTS, 0.9)
-    pd.testing.assert_frame_equal(read_scores(out), exp, check_exact=True)
+    got = read_scores(out)
+    # different shard compositions: floats within a tolerance (test_determinism.SCORE_ATOL),
+    # the ranking exactly
+    pd.testing.assert_frame_equal(got, exp, check_exact=False, rtol=0, atol=1e-9)
+    assert list(got.sort_values(["pd", "pair_id"])["pair_id"]) == \
+        list(exp.sort_values(["pd", "pair_id"])["pair_id"])

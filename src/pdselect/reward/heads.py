@@ -177,14 +177,43 @@ def _linear_step(model: BTHeads, prepared: list, l2: float, trunk: torch.Tensor 
     return step
 
 
+#: rows per block of the MLP heads' float64 matmuls; every block has exactly this shape
+SCORE_BLOCK = 1024
+
+
 @torch.inference_mode()
 def head_rewards(model: BTHeads, X: np.ndarray, device: str = "cpu",
-                 chunk: int = 65536) -> np.ndarray:
-    """(n, n_heads) rewards, in chunks so huge score tables do not blow memory."""
-    out = []
-    for s in range(0, len(X), chunk):
-        xt = torch.as_tensor(np.asarray(X[s: s + chunk], dtype=np.float32), device=device)
-        out.append(model(xt).float().cpu().numpy())
-    if not out:
-        return np.zeros((0, model.n_heads), dtype=np.float32)
-    return np.concatenate(out)
+                 chunk: int = 8192) -> np.ndarray:
+    """(n, n_heads) float64 rewards; a row's rewards depend on that row alone.
+
+    Why: BLAS picks kernels (and summation orders) by matrix shape, so a float32 ``X @ W.T`` over
+    10 rows and over 24 rows differs in the last bits for the same row (~2e-6 on gaps, seen on
+    AVX-512/AMX CPUs). Scores must not depend on batch, shard or engine, so heads are evaluated
+    in float64 without shape-dependent kernels: linear heads as an elementwise product summed
+    along the contiguous feature axis (numpy's pairwise sum: the same order for every row);
+    MLP heads as float64 matmuls over zero-padded blocks of exactly ``SCORE_BLOCK`` rows, so
+    every call runs the same kernel shape. Weights are cast from the trained float32 once.
+    ``device`` is accepted for API stability; scoring heads is cheap next to encoding.
+    """
+    n = len(X)
+    out = np.empty((n, model.n_heads), dtype=np.float64)
+    if n == 0:
+        return out
+    if model.kind == "linear":
+        W = model.w.detach().cpu().double().numpy()                        # (H, d)
+        step = max(1, chunk // max(model.n_heads, 1))
+        for s in range(0, n, step):
+            x = np.asarray(X[s: s + step], dtype=np.float64)               # (b, d)
+            out[s: s + len(x)] = (x[:, None, :] * W[None, :, :]).sum(-1)
+        return out
+    w1 = model.w1.detach().cpu().double()                                  # (H, d, h)
+    b1 = model.b1.detach().cpu().double()                                  # (H, h)
+    w2 = model.w2.detach().cpu().double()                                  # (H, h)
+    block = torch.zeros((SCORE_BLOCK, X.shape[1]), dtype=torch.float64)
+    for s in range(0, n, SCORE_BLOCK):
+        x = np.asarray(X[s: s + SCORE_BLOCK], dtype=np.float64)
+        block.zero_()
+        block[: len(x)] = torch.from_numpy(x)
+        hid = nn.functional.gelu(torch.einsum("nd,kdh->nkh", block, w1) + b1)
+        out[s: s + len(x)] = (hid * w2).sum(-1)[: len(x)].numpy()
+    return out

@@ -186,8 +186,10 @@ def gaps_frame(df: pd.DataFrame, gaps_fn: GapsFn, aspects: Sequence[str],
     for c, a in enumerate(aspects):
         out[gap_col(a)] = gaps[:, c]
     if margin_fn is not None:
-        m = np.asarray(margin_fn(df), dtype=np.float64) if len(df) else np.zeros((0, 1))
-        out["margin"] = m.reshape(len(df), -1)[:, 0]
+        # a shard may hold no train rows at all (only test inputs): nothing to reshape then
+        m = (np.asarray(margin_fn(df), dtype=np.float64).reshape(len(df), -1)[:, 0] if len(df)
+             else np.zeros(0))
+        out["margin"] = m
     return out
 
 

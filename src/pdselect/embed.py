@@ -67,11 +67,22 @@ def special_ids(tok) -> tuple[list[int], list[int], list[int]]:
     return pre, tok("\n\n", add_special_tokens=False)["input_ids"], suf
 
 
+#: a token covers at most this many characters for the texts the encoder sees; a text is cut to
+#: ``CHARS_PER_TOKEN * limit`` characters (from the side truncation keeps) BEFORE tokenising, so
+#: one 10 MB response costs its kept tokens, not gigabytes of token ids and offsets
+CHARS_PER_TOKEN = 32
+#: true token counts (for length terms and statistics) are taken over at most this many
+#: characters: a longer text counts as the tokens of its first LENGTH_CHARS characters
+LENGTH_CHARS = 200_000
+
+
 class TextFramer:
     """Tokenises and truncates texts the same way for every backend.
 
     input -> its last ``max_input_tokens`` tokens (left truncation), response -> its first
     ``max_response_tokens`` tokens; ``joint_ids`` / ``response_ids`` add the special tokens.
+    Texts are cut by characters before tokenising (``CHARS_PER_TOKEN``), which never changes
+    the kept tokens of ordinary text.
     """
 
     def __init__(self, tokenizer, max_input_tokens: int, max_response_tokens: int):
@@ -83,24 +94,34 @@ class TextFramer:
         texts = list(texts)
         if not texts:
             return []
-        # no truncation: counting true lengths (the tokenizer may warn about >max length)
+        # no truncation by the tokenizer: callers cut; it may warn about > max length
         return self.tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
 
     def n_tokens(self, texts: Sequence[str]) -> np.ndarray:
-        """Untruncated token counts (memoised: length metrics ask for the same texts often)."""
+        """Untruncated token counts (of the first LENGTH_CHARS characters; memoised: length
+        metrics ask for the same texts often)."""
         memo = self.__dict__.setdefault("_n_tokens", {})
         todo = list(dict.fromkeys(t for t in texts if t not in memo))
-        memo.update(zip(todo, (len(t) for t in self.token_ids(todo))))
+        memo.update(zip(todo, (len(t) for t in self.token_ids([t[:LENGTH_CHARS] for t in todo]))))
         return np.array([memo[t] for t in texts], dtype=np.int64)
 
+    def _head_ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
+        cut = CHARS_PER_TOKEN * max(limit, 1)
+        return [x[:limit] for x in self.token_ids([t[:cut] for t in texts])]
+
+    def _tail_ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
+        if limit <= 0:
+            return [[] for _ in texts]
+        cut = CHARS_PER_TOKEN * limit
+        return [x[-limit:] for x in self.token_ids([t[-cut:] for t in texts])]
+
     def joint_ids(self, inputs: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
-        xs, ys = self.token_ids(inputs), self.token_ids(responses)
-        keep_in = max(self.max_in, 0)
-        return [self.pre + (x[-keep_in:] if keep_in else []) + self.sep + y[: self.max_resp]
-                + self.suf for x, y in zip(xs, ys)]
+        xs = self._tail_ids(inputs, self.max_in)
+        ys = self._head_ids(responses, self.max_resp)
+        return [self.pre + x + self.sep + y + self.suf for x, y in zip(xs, ys)]
 
     def response_ids(self, responses: Sequence[str]) -> list[list[int]]:
-        return [self.pre + y[: self.max_resp] + self.suf for y in self.token_ids(responses)]
+        return [self.pre + y + self.suf for y in self._head_ids(responses, self.max_resp)]
 
 
 def pad_batch(ids: Sequence[Sequence[int]], idx, pad_id: int):
@@ -193,26 +214,90 @@ class Encoder:
 
 
 class EmbeddingCache:
-    """Content-addressed vectors on disk, in append-only shards (see module docstring)."""
+    """Content-addressed vectors on disk, in append-only shards (see module docstring).
+
+    Each shard ``<name>`` is three files: ``.vecs.npy`` (n, d) float32, ``.keys.npy`` (n, 32)
+    uint8 and ``.sum.json`` (sha256 + shape of both, written LAST: a shard without it is not
+    complete). A shard whose files do not match their checksums (truncated, emptied or
+    overwritten) is moved aside as ``<file>.corrupt``, logged with its path, and its texts are
+    embedded again: a corrupt vector is never returned. Shards of older versions have no
+    ``.sum.json``; they are used after a shape check.
+    """
 
     def __init__(self, root: Path | str, namespace: str):
         self.dir = Path(root) / "embeddings" / namespace
         self.dir.mkdir(parents=True, exist_ok=True)
         self._index: dict[bytes, tuple[str, int]] = {}
         self._seen: set[str] = set()
+        self._sums: dict[str, dict | None] = {}
+        self._verified: set[str] = set()
+        self.n_corrupt = 0
 
     def _refresh(self) -> None:
         for kf in sorted(self.dir.glob("*.keys.npy")):
             name = kf.name[: -len(".keys.npy")]
-            if name in self._seen:
+            if name in self._seen or name.startswith("."):
                 continue
+            sums = self._read_sums(name)
+            if sums is None and (self.dir / f"{name}.sum.json").exists():
+                continue  # unreadable checksum file: already quarantined
             try:
+                if sums is not None and _sha256(kf) != sums["keys_sha256"]:
+                    raise ValueError("keys checksum mismatch")
                 keys = np.load(kf)
-            except (OSError, ValueError):  # pragma: no cover - being replaced by another writer
+                if keys.ndim != 2 or keys.shape[1] != 32:
+                    raise ValueError(f"keys have shape {keys.shape}, expected (n, 32)")
+            except (OSError, ValueError, EOFError) as e:
+                if sums is None and not (self.dir / f"{name}.vecs.npy").exists():
+                    continue  # pragma: no cover - another writer is mid-rename
+                self._quarantine(name, str(e))
                 continue
             self._seen.add(name)
+            self._sums[name] = sums
             for row, k in enumerate(keys):  # (n, 32) uint8: 'S32' would drop trailing NULs
                 self._index.setdefault(k.tobytes(), (name, row))
+
+    def _read_sums(self, name: str) -> dict | None:
+        f = self.dir / f"{name}.sum.json"
+        if not f.exists():
+            return None
+        try:
+            return json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            self._quarantine(name, f"checksum file unreadable ({e})")
+            return None
+
+    def _quarantine(self, name: str, why: str) -> None:
+        """Move a bad shard's files aside (kept for inspection, never read again)."""
+        self.n_corrupt += 1
+        for suffix in ("vecs.npy", "keys.npy", "sum.json"):
+            f = self.dir / f"{name}.{suffix}"
+            if f.exists():
+                os.replace(f, f.with_name(f.name + ".corrupt"))
+        self._index = {k: v for k, v in self._index.items() if v[0] != name}
+        self._seen.discard(name)
+        logger.warning("embedding cache shard %s is corrupt (%s); moved aside as *.corrupt and "
+                       "its texts will be embedded again. If this repeats, check the disk or "
+                       "delete the folder %s.", self.dir / name, why, self.dir)
+
+    def _vectors(self, name: str) -> np.ndarray | None:
+        f = self.dir / f"{name}.vecs.npy"
+        sums = self._sums.get(name)
+        try:
+            vecs = np.load(f, mmap_mode="r")
+            if name not in self._verified:  # checked once per process and shard
+                if sums is not None and _sha256(f) != sums["vecs_sha256"]:
+                    raise ValueError("vectors checksum mismatch")
+                rows = sums["rows"] if sums is not None else \
+                    sum(1 for v in self._index.values() if v[0] == name)
+                if vecs.ndim != 2 or vecs.shape[0] < rows or \
+                        (sums is not None and list(vecs.shape) != sums["vecs_shape"]):
+                    raise ValueError(f"vectors have shape {vecs.shape}")
+        except (OSError, ValueError, EOFError) as e:
+            self._quarantine(name, str(e))
+            return None
+        self._verified.add(name)
+        return vecs
 
     def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """Vectors for the keys already on disk (missing keys are absent from the result)."""
@@ -224,7 +309,9 @@ class EmbeddingCache:
                 by_shard.setdefault(hit[0], []).append((k, hit[1]))
         out: dict[bytes, np.ndarray] = {}
         for name, items in by_shard.items():
-            vecs = np.load(self.dir / f"{name}.vecs.npy", mmap_mode="r")
+            vecs = self._vectors(name)
+            if vecs is None:
+                continue  # corrupt: these keys are embedded again by the caller
             rows = np.array([r for _, r in items])
             got = np.asarray(vecs[rows], dtype=np.float32)
             for (k, _), v in zip(items, got):
@@ -235,15 +322,36 @@ class EmbeddingCache:
         if len(keys) == 0:
             return
         name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        for suffix, arr in (("vecs", np.asarray(vecs, dtype=np.float32)),
-                            ("keys", np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 32))):
+        arrays = {"vecs": np.asarray(vecs, dtype=np.float32),
+                  "keys": np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 32)}
+        sums = {"rows": int(len(keys)), "vecs_shape": list(arrays["vecs"].shape)}
+        for suffix, arr in arrays.items():
             tmp = self.dir / f".{name}.{suffix}.tmp.npy"
-            np.save(tmp, arr)
-            os.replace(tmp, self.dir / f"{name}.{suffix}.npy")
+            try:
+                np.save(tmp, arr)
+                sums[f"{suffix}_sha256"] = _sha256(tmp)
+                os.replace(tmp, self.dir / f"{name}.{suffix}.npy")
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise OSError(e.errno, f"cannot write the embedding cache in {self.dir} "
+                              f"({e.strerror}). Fix: free disk space there or set "
+                              "proxy.cache_dir / $PDSELECT_CACHE to a folder with room; a "
+                              "re-run resumes from the shards already written.") from e
+        tmp = self.dir / f".{name}.sum.tmp"
+        tmp.write_text(json.dumps(sums))
+        os.replace(tmp, self.dir / f"{name}.sum.json")
 
     def __len__(self) -> int:
         self._refresh()
         return len(self._index)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def text_key(encoder_id: str, kind: str, limits: str, inp: str | None, resp: str) -> bytes:

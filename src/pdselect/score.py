@@ -33,6 +33,30 @@ def label_index(aspect_col: pd.Series, aspects: list[str]) -> np.ndarray:
     return aspect_col.map(pos).to_numpy(np.int64)
 
 
+def check_gaps(gaps: np.ndarray, aspects: list[str], pair_ids: np.ndarray) -> None:
+    """Stop on NaN / infinite proxy gaps: a NaN would silently count as 0 in PD."""
+    bad = ~np.isfinite(np.asarray(gaps, dtype=np.float64))
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        where = {aspects[c]: int((cols == c).sum()) for c in np.unique(cols)}
+        raise StageError(
+            f"the proxy models gave {int(bad.sum())} non-finite reward gaps (NaN or inf) on "
+            f"{len(np.unique(rows))} pairs (per aspect: {where}; first pair_id "
+            f"{pair_ids[rows[0]]!r}). PD would be wrong. Fix: re-run the proxy stage (a "
+            "diverged head: lower proxy.lr, raise proxy.l2); with proxy.dtype=float16 use "
+            "float32 or bfloat16.")
+
+
+def check_pd(pd_: np.ndarray) -> None:
+    """Stop when PD carries no ranking: every pair would tie and selection = pair_id order."""
+    if len(pd_) > 1 and np.ptp(pd_) == 0:
+        raise StageError(
+            f"PD is the same value ({float(pd_[0]):g}) for all {len(pd_)} pairs: the proxy "
+            "models give no reward difference on any other aspect, so PD cannot rank pairs. "
+            "Fix: check report.md's proxy accuracies (a proxy at chance or a constant head), "
+            "use more data per aspect, or select with select.method=random.")
+
+
 def score_table(pairs: pd.DataFrame, gaps: np.ndarray, aspects: list[str], gamma: float,
                 margin: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
     """Build the score table from raw proxy gaps (N, K). Returns (table, {aspect: q_k})."""
@@ -40,8 +64,10 @@ def score_table(pairs: pd.DataFrame, gaps: np.ndarray, aspects: list[str], gamma
         raise StageError("score_table was given hidden columns; pass schema.public_view(pairs).")
     if gaps.shape != (len(pairs), len(aspects)):
         raise StageError(f"gaps have shape {gaps.shape}, expected {(len(pairs), len(aspects))}.")
+    check_gaps(gaps, aspects, pairs["pair_id"].to_numpy())
     label = label_index(pairs["aspect"], aspects)
     pd_, delta_n, q = pd_from_gaps(gaps, label, gamma)
+    check_pd(pd_)
     out = pd.DataFrame({"pair_id": pairs["pair_id"].to_numpy(),
                         "aspect": pairs["aspect"].to_numpy()})
     for c, a in enumerate(aspects):

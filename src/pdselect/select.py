@@ -34,6 +34,10 @@ def budget_size(n: int, budget: float = 0.3, budget_count: int | None = None) ->
     if budget is None or not (isinstance(budget, (int, float)) and 0 < budget <= 1):
         raise ConfigError("select.budget", f"{budget!r} is not a fraction in (0, 1].",
                           "use e.g. select.budget=0.3, or select.budget_count for a count.")
+    if n < 1:
+        raise ConfigError("select.budget", "the selection pool is empty (0 pairs to rank).",
+                          "check the aggregate stage's counts in report.md: every pair was "
+                          "rejected or held out (aggregate.test_fraction).")
     # the tiny epsilon keeps 0.3 * 10 = 3.0000000000000004 from becoming 4
     return min(n, math.ceil(budget * n - 1e-9))
 

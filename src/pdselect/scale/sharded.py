@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from ..artifacts import atomic_path, write_json
 from ..errors import StageError
 from ..pd import normalise, normaliser, preference_divergence
-from ..score import label_index
+from ..score import check_gaps, check_pd, label_index
 
 log = logging.getLogger(__name__)
 
@@ -265,17 +265,23 @@ def pd_pass(out_dir: str | Path, aspects: Sequence[str], gamma: float,
     if (out_dir / GAPS_DIR).exists() and pending_shards(_load_plan(out_dir), out_dir):
         raise StageError(f"{out_dir}: pass 1 is incomplete; run score_sharded first.")
     delta, label, offsets = load_gaps(out_dir, aspects)
+    check_gaps(delta, list(aspects), np.arange(len(delta)))
     q = normaliser(delta, label, gamma)
+    ptp = [np.inf, -np.inf]  # PD range over all parts, for the constant-PD check
     for p, lo, hi in zip(gap_parts(out_dir), offsets[:-1], offsets[1:]):
         keep = pq.read_table(p, columns=None).to_pandas()
         delta_n = normalise(delta[lo:hi], q)
         for c, a in enumerate(aspects):
             keep[f"norm__{a}"] = delta_n[:, c]
         keep["pd"] = preference_divergence(delta_n, label[lo:hi], weights)
+        if len(keep):
+            ptp = [min(ptp[0], keep["pd"].min()), max(ptp[1], keep["pd"].max())]
         if "margin" in keep.columns:  # same column order as score.score_table
             keep = keep[[c for c in keep.columns if c != "margin"] + ["margin"]]
         with atomic_path(out_dir / PD_DIR / p.name) as tmp:
             pq.write_table(pa.Table.from_pandas(keep, preserve_index=False), tmp)
+    if offsets[-1] > 1:
+        check_pd(np.array(ptp))
     qd = {a: float(q[c]) for c, a in enumerate(aspects)}
     write_json(out_dir / Q_FILE, {"gamma": gamma, "q": qd, "n_scored": int(offsets[-1])})
     return qd

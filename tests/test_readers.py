@@ -46,9 +46,13 @@ def test_registry_covers_every_configured_source():
 def test_usr_topical_chat_bundled():
     t, rej = read("usr_topical_chat")
     assert isinstance(t, RatedTable) and t.source == "usr_topical_chat"
-    assert len(t.df) == 360 and t.df["input_id"].nunique() == 60
-    assert t.df.groupby("input_id").size().eq(6).all()
-    assert t.df["response_id"].is_unique and rej.total == 0
+    # 360 rows; in one context two models gave the same text: the second copy is rejected
+    assert len(t.df) == 359 and t.df["input_id"].nunique() == 60
+    assert t.df.groupby("input_id").size().value_counts().to_dict() == {6: 59, 5: 1}
+    assert t.df["response_id"].is_unique
+    assert rej.counts() == {"duplicate response text for this input": 1}
+    dup = rej.items[0]
+    assert dup["value"] == "1c698410f290:Nucleus Decoding (p = 0.3)" and dup["line"] > 1
     assert t.aspects == ["understandable", "natural", "maintains_context", "engaging",
                          "uses_knowledge"]
     assert t.has_overall and t.scales["natural"] == (1.0, 3.0) and t.scales["overall"] == (1, 5)
@@ -219,7 +223,10 @@ def test_malformed_json_list_names_the_line():
 
 
 def test_unsupported_suffix_and_missing_file():
-    with pytest.raises(InputError, match="unsupported file type '.csv'"):
+    with pytest.raises(InputError, match="unsupported file type '.txt'"):
+        hs("unsupported_type.txt")
+    # CSV is read since issue 8: a header without rows is "no records", not a bad suffix
+    with pytest.raises(InputError, match="data.csv field .data.path.: holds no records"):
         hs("data.csv")
     with pytest.raises(InputError, match="file not found"):
         hs("nope.jsonl")

@@ -10,6 +10,10 @@ Overall preference: the source's overall rating when it has one, else the mean o
 ratings, each first rescaled to [0, 1] by its scale **[choice]** (so an aspect rated 0-1 weighs
 as much as one rated 1-5).
 
+Well-formed pairs: an input_id carrying two different input texts, or two responses with the
+same (whitespace-stripped) text under one input, is rejected with its reason before pairing, so
+chosen == rejected cannot happen (the readers enforce the same rules row by row).
+
 Splits are by INPUT (never by pair), so no test response is seen in training. The conflict
 level, when set, subsamples the TRAIN pairs only (METHOD.md 4).
 """
@@ -94,6 +98,7 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
                 rejects: RejectLog) -> pd.DataFrame:
     """All same-input pairs with one aspect label each (no split, no conflict subsampling)."""
     df = rated.df.sort_values(["input_id", "response_id"], kind="mergesort").reset_index(drop=True)
+    df = _well_formed(df, rejects)
     aspects = list(rated.aspects)
     sizes = df.groupby("input_id", sort=False).size()
     for iid in sizes.index[sizes.to_numpy() < 2]:
@@ -144,6 +149,26 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
     for c, a in enumerate(aspects):
         out[delta_col(a)] = R[W, c] - R[L, c]
     return out
+
+
+def _well_formed(df: pd.DataFrame, rejects: RejectLog) -> pd.DataFrame:
+    """Rows that can be paired: one input text per input_id, distinct response texts per input.
+
+    The readers already enforce both; a RatedTable built another way gets the same rules here
+    (first row by response_id kept, the rest counted), so chosen == rejected is impossible."""
+    first_input = df.groupby("input_id", sort=False)["input"].transform("first")
+    other_input = (df["input"] != first_input).to_numpy()
+    dup_text = np.zeros(len(df), bool)
+    kept = df[~other_input]
+    dup_text[~other_input] = kept.assign(_t=kept["response"].astype(str).str.strip()).duplicated(
+        ["input_id", "_t"]).to_numpy()
+    for mask, reason in ((other_input, "input_id reused with a different input text"),
+                         (dup_text, "duplicate response text for this input")):
+        for rid, iid in zip(df["response_id"][mask], df["input_id"][mask]):
+            rejects.add(reason, field="input_id" if mask is other_input else "response",
+                        record={"input_id": iid, "response_id": rid})
+    bad = other_input | dup_text
+    return df[~bad].reset_index(drop=True) if bad.any() else df
 
 
 def _cap_per_input(input_ids: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -231,7 +256,7 @@ def from_pairs_input(df: pd.DataFrame, cfg: AggregateConfig, seed: int,
         raise StageError("aggregate.conflict_level needs overall ratings, which paired input "
                          "does not have. Fix: set aggregate.conflict_level=null.")
     out = df.copy()
-    same = out["chosen"] == out["rejected"]
+    same = out["chosen"].str.strip() == out["rejected"].str.strip()
     for pid in out.loc[same, "pair_id"]:
         rejects.add("chosen and rejected are identical", record={"pair_id": pid})
     out = out[~same].reset_index(drop=True)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,38 @@ from .artifacts import write_jsonl
 
 log = logging.getLogger(__name__)
 _MAX_RECORD_CHARS = 2000  # keep rejects files readable: long records are cut
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _safe(value: Any) -> Any:
+    """``value`` as rejects.jsonl can always hold it: JSON-serialisable, valid UTF-8, short.
+
+    Records come from hostile input: lone surrogates, nesting deep enough to break
+    ``json.dumps``, 10 MB strings or huge numbers must not crash the stage that writes them."""
+    if isinstance(value, (bool, type(None))) or (isinstance(value, (int, float))
+                                                 and abs(value) < 1e300):
+        return value
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=repr)
+            if len(text) <= _MAX_RECORD_CHARS and _encodable(text):
+                return value  # small and clean: keep its structure
+        except (ValueError, TypeError, RecursionError):  # deep nesting, >4300-digit ints
+            text = f"<unwritable {type(value).__name__}>"
+    if len(text) > _MAX_RECORD_CHARS:
+        text = text[:_MAX_RECORD_CHARS] + "...[cut]"
+    if not _encodable(text):  # lone surrogates: show them escaped, as JSON would
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class RejectLog:
@@ -37,11 +70,10 @@ class RejectLog:
         if field is not None:
             item["field"] = field
         if record is not None:
-            text = repr(record) if not isinstance(record, (dict, list, str)) else record
-            if isinstance(text, str) and len(text) > _MAX_RECORD_CHARS:
-                text = text[:_MAX_RECORD_CHARS] + "...[cut]"
-            item["record"] = text
-        item.update(extra)
+            item["record"] = _safe(record)
+        item.update({k: _safe(v) for k, v in extra.items()})
+        if file is not None and not _encodable(item["file"]):
+            item["file"] = _safe(item["file"])
         self.items.append(item)
 
     def counts(self) -> dict[str, int]:

@@ -7,6 +7,8 @@
 
 ``input`` and ``response`` are required; without ``input_id`` the id is sha1(input).
 ``response_id`` = input_id + sha1(response), so a repeated answer to one input is a duplicate.
+One ``input_id`` with two different input texts is rejected (the first text is kept); input
+and response may be text or chat-message lists (rendered by rows.to_text), nothing else.
 An aspect without a scale is not range-checked; its scale is then the observed min-max (logged),
 because later stages need some scale to normalise by.
 """
@@ -20,7 +22,7 @@ from ..errors import InputError
 from ..rejects import RejectLog
 from ..schema import RatedTable
 from .loading import iter_records, resolve_path
-from .rows import TableBuilder, select_aspects, short_hash
+from .rows import TableBuilder, select_aspects, short_hash, shown
 
 log = logging.getLogger(__name__)
 CANONICAL = ("input", "response", "input_id", "overall")
@@ -51,6 +53,19 @@ def _check_config(cfg: DataConfig, path: str) -> None:
                              expected="[min, max] with min < max", fix="correct the scale")
 
 
+def _input_id(b: TableBuilder, rec: dict, cols: dict, text: str | None, file: str,
+              line: int) -> str | None:
+    """The mapped id column as a string (numbers allowed), else sha1(input text)."""
+    if "input_id" not in cols:
+        return short_hash(text) if text is not None else None
+    value = rec[cols["input_id"]]
+    if isinstance(value, (dict, list, bool)) or not str(value).strip():
+        b.reject("input_id is not an id", file, line, rec, field=cols["input_id"],
+                 expected="a string or integer id", value=shown(value))
+        return None
+    return str(value)
+
+
 def read_generic(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
     path = resolve_path(cfg)
     _check_config(cfg, path)
@@ -68,11 +83,14 @@ def read_generic(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
     for file, line, rec in iter_records(path, cfg, rejects):
         if not b.require(file, line, rec, required, nullable=(cols["response"], *rating_cols)):
             continue
-        text = str(rec[cols["input"]])
-        input_id = str(rec[cols["input_id"]]) if "input_id" in cols else short_hash(text)
-        response = rec[cols["response"]]
+        text = b.text(rec[cols["input"]], file, line, rec, cols["input"])
+        response = None if text is None else b.text(rec[cols["response"]], file, line, rec,
+                                                    cols["response"], empty="empty response")
+        input_id = None if response is None else _input_id(b, rec, cols, text, file, line)
+        if input_id is None:  # one reject per record, for its first bad field
+            continue
         b.add(file, line, rec, input_id=input_id, input=text,
-              response_id=f"{input_id}:{short_hash(str(response), 8)}", response=response,
+              response_id=f"{input_id}:{short_hash(response, 8)}", response=response,
               ratings={a: rec[cfg.aspect_columns[a]] for a in aspects},
               overall=rec[cols["overall"]] if has_overall else None)
     table = b.finish()

@@ -3,7 +3,8 @@
 Upstream columns: ``prompt``, ``response``, ``helpfulness``, ``correctness``, ``coherence``,
 ``complexity``, ``verbosity`` (int32). Responses come in twos per prompt; the rows carry no
 ids, so ``input_id`` = sha1(prompt) and ``response_id`` = input_id + sha1(response): an
-identical response repeated for one prompt is a duplicate and rejected.
+identical response repeated for one prompt is a duplicate and rejected. Chat-message prompts
+(lists of ``{"role", "content"}``) are rendered as text (rows.to_text).
 
 ``helpfulness`` is HelpSteer2's own holistic-ish score but it is an *aspect* here, as in the
 paper (no separate overall label exists).
@@ -32,9 +33,13 @@ def read_helpsteer2(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
         if not b.require(file, line, rec, ["prompt", "response", *aspects],
                          nullable=("response", *aspects)):
             continue
-        prompt, response = str(rec["prompt"]), rec["response"]
+        prompt = b.text(rec["prompt"], file, line, rec, "prompt")
+        response = None if prompt is None else b.text(rec["response"], file, line, rec,
+                                                      "response", empty="empty response")
+        if response is None:  # one reject per record, for its first bad field
+            continue
         input_id = short_hash(prompt)
         b.add(file, line, rec, input_id=input_id, input=prompt,
-              response_id=f"{input_id}:{short_hash(str(response), 8)}", response=response,
+              response_id=f"{input_id}:{short_hash(response, 8)}", response=response,
               ratings={a: rec[a] for a in aspects})
     return b.finish()

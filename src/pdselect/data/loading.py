@@ -1,24 +1,37 @@
 """Turn a path (file, folder or Hugging Face dataset id) into a stream of raw records.
 
-Every reader goes through :func:`iter_records`, so line numbers, encoding problems, malformed
-lines and ``max_rows`` are handled once:
+Every reader goes through :func:`iter_records`, so line numbers, encodings, compression,
+malformed lines and ``max_rows`` are handled once:
 
     for file, line, record in iter_records(path, cfg, rejects):
         ...   # record is a dict; (file, line) name it in errors and rejects
 
-Line numbers are 1-based and real: for JSONL the line of the record, for a JSON list the line
-where the element starts, for Parquet / Hugging Face datasets the 1-based row number.
+Formats (suffixes in any case): JSON list, JSONL, CSV, TSV (each also ``.gz`` / ``.bz2`` /
+``.xz``) and Parquet; see :mod:`formats` for bytes, encodings and numbers. Line numbers are
+1-based and real: for JSONL the line of the record, for a JSON list the line where the element
+starts, for CSV/TSV the line where the row starts (the header is line 1), for Parquet / Hugging
+Face datasets the 1-based row number.
 
-File-level problems (missing file, wrong top-level type, unreadable Parquet, unreachable hub)
-raise :class:`InputError` before any record is yielded. Line-level problems (malformed JSON,
-non-UTF-8 bytes, a line that is not an object) are rejected with a reason, or raise when
-``cfg.strict`` is set.
+Nothing read is lost without a count:
+  * a file in a folder that is not a data file is listed (warning) and counted as rejected
+    "unsupported file type (not read)";
+  * records beyond ``data.max_rows`` are counted as "not read: beyond data.max_rows=N";
+  * a bad line is rejected with its reason (or raises with ``cfg.strict``).
+
+File-level problems (missing or unreadable file, wrong top-level type, data after the top-level
+JSON value, UTF-16 without a BOM, corrupt Parquet/gzip, unreachable hub, nesting too deep to
+parse) raise :class:`InputError` naming the file (and line) before or while records are
+yielded; no other exception escapes the reading of a file.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +39,16 @@ from typing import Any
 from ..config import DataConfig
 from ..errors import InputError
 from ..rejects import RejectLog
+from .formats import (COMPRESSED, DECODER, READABLE, file_format, has_surrogates, read_bytes,
+                      to_utf8)
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".json", ".jsonl", ".parquet")
 Raw = tuple[str, int, dict[str, Any]]  # (file, 1-based line, record)
 _STRICT_FIX = "fix or remove that line, or set data.strict=false to reject bad lines instead"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_DEEP = "JSON nested too deeply to parse"
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a 10 MB response is one legal CSV cell
 
 
 def resolve_path(cfg: DataConfig, default: Path | None = None) -> str:
@@ -41,94 +58,165 @@ def resolve_path(cfg: DataConfig, default: Path | None = None) -> str:
     if default is not None:
         return str(default)
     raise InputError("<data.path>", f"source {cfg.source!r} has no bundled copy",
-                     field="data.path", expected="a local JSON/JSONL/Parquet file or folder, "
-                     "or a Hugging Face dataset id", fix="set data.path")
+                     field="data.path", expected="a local data file or folder "
+                     f"({READABLE}), or a Hugging Face dataset id", fix="set data.path")
+
+
+class _Budget:
+    """``max_rows`` raw records may be read; the ones past it are only counted (``over``)."""
+
+    def __init__(self, limit: int | None):
+        self.left, self.over = limit, 0
+
+    @property
+    def spent(self) -> bool:
+        return self.left == 0
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        if self.left > 0:
+            self.left -= 1
+            return True
+        self.over += 1
+        return False
 
 
 def iter_records(path: str | Path, cfg: DataConfig, rejects: RejectLog) -> Iterator[Raw]:
     """Yield ``(file, line, record)`` for every record under ``path``, at most ``cfg.max_rows``
     lines in all (bad lines count: ``max_rows`` bounds the work, not the output)."""
-    budget = [cfg.max_rows if cfg.max_rows is not None else -1]
-    for file in _files(path):
-        yield from _limited(_iter_file(file, cfg, rejects, budget), budget)
-        if budget[0] == 0:
-            log.info("max_rows=%s reached; stopped reading at %s", cfg.max_rows, file)
-            return
+    budget = _Budget(cfg.max_rows)
+    files = _files(path, rejects)
+    seen, rejected = 0, rejects.total
+    for file, fmt, comp in files:
+        try:
+            for raw in _iter_file(file, fmt, comp, cfg, rejects, budget):
+                seen += 1
+                yield raw
+        except RecursionError as e:
+            raise InputError(str(file), _DEEP, field="data.path", expected="JSON nested "
+                             "at most a few hundred levels", fix="flatten the records") from e
+        except (OSError, ValueError, UnicodeError, MemoryError) as e:
+            raise InputError(str(file), f"cannot read the file ({type(e).__name__}: "
+                             f"{str(e)[:300]})", field="data.path",
+                             expected=f"a readable file ({READABLE})",
+                             fix="repair or re-export the file") from e
+    if not seen and rejects.total == rejected:
+        raise InputError(str(path), "holds no records (empty file" + (
+            "s" if len(files) > 1 else "") + ", or a CSV/TSV header without rows)",
+            field="data.path", expected="at least one record",
+            fix="check that data.path points at the data")
+    if budget.over:
+        log.info("max_rows=%s reached: %d further records not read", cfg.max_rows, budget.over)
+        rejects.add(f"not read: beyond data.max_rows={cfg.max_rows}", field="data.max_rows",
+                    n=budget.over, file=str(path))
 
 
-def _limited(it: Iterator[Raw], budget: list[int]) -> Iterator[Raw]:
-    for raw in it:
-        yield raw
-        if budget[0] == 0:
-            return
-
-
-def _spend(budget: list[int]) -> bool:
-    """Count one raw line against max_rows; False when the budget is already spent."""
-    if budget[0] == 0:
-        return False
-    if budget[0] > 0:
-        budget[0] -= 1
-    return True
-
-
-def _files(path: str | Path) -> list[Path]:
+def _files(path: str | Path, rejects: RejectLog) -> list[tuple[Path, str, str | None]]:
     p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in SUFFIXES)
-        if not files:
-            raise InputError(str(p), "folder holds no .json/.jsonl/.parquet files",
-                             expected="a folder of JSON/JSONL/Parquet files",
-                             fix="point data.path at the data files or their folder")
-        return files
-    if p.is_file():
-        if p.suffix not in SUFFIXES:
-            raise InputError(str(p), f"unsupported file type {p.suffix!r}",
-                             expected="one of " + ", ".join(SUFFIXES),
-                             fix="convert the file to JSONL or Parquet")
-        return [p]
-    if p.suffix in SUFFIXES or str(path).startswith((".", "/", "~")) or "\\" in str(path):
+    try:
+        if p.is_dir():
+            return _folder(p, rejects)
+        is_file = p.is_file()
+    except OSError as e:
+        raise InputError(str(p), f"cannot read ({type(e).__name__}: {e.strerror or e})",
+                         field="data.path", expected="a readable file or folder",
+                         fix="check its permissions") from e
+    if is_file:
+        kind = file_format(p)
+        if kind is None:
+            shown = "".join(p.suffixes[-2:]) if p.suffix.lower() in COMPRESSED else p.suffix
+            raise InputError(str(p), f"unsupported file type {shown!r}",
+                             field="data.path", expected=READABLE,
+                             fix="convert the file to JSONL, CSV or Parquet")
+        return [(p, *kind)]
+    if file_format(p) or str(path).startswith((".", "/", "~")) or "\\" in str(path):
         raise InputError(str(p), "file not found", expected="an existing local file or folder",
                          fix="check data.path (relative paths start from the working dir)")
-    return [_HubId(str(path))]  # type: ignore[list-item]
+    return [(_HubId(str(path)), "hub", None)]  # type: ignore[list-item]
+
+
+def _folder(p: Path, rejects: RejectLog) -> list[tuple[Path, str, str | None]]:
+    found, skipped = [], []
+    for f in sorted(x for x in p.rglob("*") if not x.is_dir()):
+        kind = file_format(f) if f.is_file() else None
+        if kind is None:
+            skipped.append(f)
+        else:
+            found.append((f, *kind))
+    for f in skipped:  # listed and counted, never silently ignored
+        rejects.add("unsupported file type (not read)", file=str(f), field="data.path")
+    if skipped:
+        log.warning("%s: %d file(s) not read (not %s): %s", p, len(skipped), READABLE,
+                    ", ".join(str(f.relative_to(p)) for f in skipped[:10])
+                    + (" ..." if len(skipped) > 10 else ""))
+    if not found:
+        listed = ", ".join(str(f.relative_to(p)) for f in skipped[:10]) or "nothing"
+        raise InputError(str(p), f"folder holds no data files (found: {listed})",
+                         field="data.path", expected=f"a folder of {READABLE} files",
+                         fix="point data.path at the data files or their folder, or convert "
+                         "them to JSONL, CSV or Parquet")
+    return found
 
 
 class _HubId(str):
     """Marks a path that is not local: read with ``datasets.load_dataset``."""
 
 
-def _iter_file(file: Path, cfg: DataConfig, rejects: RejectLog, budget: list[int]) -> Iterator[Raw]:
-    if isinstance(file, _HubId):
+def _iter_file(file: Path, fmt: str, comp: str | None, cfg: DataConfig, rejects: RejectLog,
+               budget: _Budget) -> Iterator[Raw]:
+    if fmt == "hub":
         return _iter_hub(str(file), cfg, budget)
-    if file.suffix == ".parquet":
+    if fmt == "parquet":
         return _iter_parquet(file, budget)
-    data = file.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 BOM (Windows editors): not part of the JSON
-        data = data[3:]
+    data = to_utf8(file, read_bytes(file, comp))
+    if fmt in ("csv", "tsv"):
+        return _iter_csv(file, data, "," if fmt == "csv" else "\t", cfg, rejects, budget)
     head = data.lstrip()[:1]
-    if file.suffix == ".json" and head == b"[":
+    if fmt == "json" and head == b"[":
         return _iter_json_list(file, data, cfg, rejects, budget)
-    if file.suffix == ".json":
+    if fmt == "json":
         _check_top_level(file, data)  # returns only for JSONL content saved as .json
     return _iter_jsonl(file, data, cfg, rejects, budget)
+
+
+def _line_of(data: bytes | str, pos: int) -> int:
+    return data.count(b"\n" if isinstance(data, bytes) else "\n", 0, pos) + 1
 
 
 def _check_top_level(file: Path, data: bytes) -> None:
     """A .json file that is not a list: fine if it is really JSONL, else name what it is.
 
     A single object (e.g. ``{"data": [...]}``) is refused rather than guessed into: which key
-    holds the records is the user's call."""
+    holds the records is the user's call. JSONL means every object starts its own line; two
+    values on one line (``{...}{...}``, ``{...} garbage``) are data after the top-level value."""
+    text = data.decode("utf-8", errors="surrogateescape")
     try:
-        value = json.loads(data.decode("utf-8", errors="surrogateescape"))
+        value, end = DECODER.raw_decode(text, len(text) - len(text.lstrip()))
+    except RecursionError:
+        raise InputError(str(file), _DEEP, line=1, expected="a JSON list of records",
+                         fix="flatten the records") from None
+    except ValueError:
+        raise InputError(str(file), "top level is not valid JSON", line=1,
+                         expected="a JSON list of records, or JSONL (one object per line)",
+                         fix="save the records as a list [{...}, ...] or one object per "
+                         "line") from None
+    rest = text[end:]
+    if not rest.strip():
         kind = "a JSON object" if isinstance(value, dict) else f"a JSON {type(value).__name__}"
-    except ValueError as e:
-        if data.lstrip()[:1] == b"{" and "Extra data" in str(e):
-            log.info("%s holds one object per line: reading it as JSONL", file)
-            return
-        kind = "not valid JSON"
-    raise InputError(str(file), f"top level is {kind}", line=1,
-                     expected="a JSON list of records, or JSONL (one object per line)",
-                     fix="save the records as a list [{...}, ...] or one object per line")
+        raise InputError(str(file), f"top level is {kind}", line=1,
+                         expected="a JSON list of records, or JSONL (one object per line)",
+                         fix="save the records as a list [{...}, ...] or one object per line")
+    gap = len(rest) - len(rest.lstrip())
+    if isinstance(value, dict) and "\n" in rest[:gap]:
+        log.info("%s holds one object per line: reading it as JSONL", file)
+        return
+    at = end + gap
+    raise InputError(str(file), f"data after the top-level JSON value (at line "
+                     f"{_line_of(text, at)}: {rest.lstrip()[:40]!r})", line=_line_of(text, at),
+                     expected="one JSON value per file, or one object per line (JSONL)",
+                     fix="remove what follows the first value, wrap the records in a list "
+                     "[...], or put each object on its own line and name the file .jsonl")
 
 
 def _bad_line(file: Path, line: int, reason: str, text: Any, cfg: DataConfig,
@@ -139,27 +227,42 @@ def _bad_line(file: Path, line: int, reason: str, text: Any, cfg: DataConfig,
     rejects.add(reason, file=str(file), line=line, record=text)
 
 
+def _parse_line(text: str) -> tuple[Any, str | None]:
+    """(value, None) or (None, why it is not one JSON value)."""
+    try:
+        return DECODER.decode(text), None
+    except RecursionError:
+        return None, _DEEP
+    except json.JSONDecodeError as e:
+        return None, ("malformed JSON: data after the record (two records on one line?)"
+                      if e.msg == "Extra data" else f"malformed JSON|{e}")
+
+
 def _iter_jsonl(file: Path, data: bytes, cfg: DataConfig, rejects: RejectLog,
-                budget: list[int]) -> Iterator[Raw]:
+                budget: _Budget) -> Iterator[Raw]:
     first = True
     lines = data.split(b"\n")
     for no, raw in enumerate(lines, 1):
-        if not raw.strip():
+        if not raw.strip() or not budget.take():
             continue
-        if not _spend(budget):
-            return
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             _bad_line(file, no, "not UTF-8", f"byte {raw[e.start:e.start + 1]!r} at column "
                       f"{e.start + 1}: " + raw.decode("utf-8", "replace"), cfg, rejects)
             continue
-        try:
-            rec = json.loads(text)
-        except ValueError as e:
-            last = no == len(lines) or not any(x.strip() for x in lines[no:])
-            why = "malformed JSON (truncated last line?)" if last else "malformed JSON"
-            _bad_line(file, no, why, f"{e}: {text}", cfg, rejects)
+        rec, why = _parse_line(text)
+        if why is not None:
+            if why.startswith("malformed JSON|"):
+                last = no == len(lines) or not any(x.strip() for x in lines[no:])
+                why, detail = ("malformed JSON (truncated last line?)" if last
+                               else "malformed JSON"), why.split("|", 1)[1] + ": "
+            else:
+                detail = ""
+            _bad_line(file, no, why, detail + text[:2000], cfg, rejects)
+            continue
+        if _SURROGATE_ESCAPE.search(text) and has_surrogates(rec):
+            _bad_line(file, no, "invalid Unicode (lone surrogate escape)", text, cfg, rejects)
             continue
         if not isinstance(rec, dict):
             if first:  # the file's shape is wrong, not one line
@@ -173,76 +276,136 @@ def _iter_jsonl(file: Path, data: bytes, cfg: DataConfig, rejects: RejectLog,
 
 
 def _iter_json_list(file: Path, data: bytes, cfg: DataConfig, rejects: RejectLog,
-                    budget: list[int]) -> Iterator[Raw]:
+                    budget: _Budget) -> Iterator[Raw]:
     """Walk the list element by element with ``raw_decode`` so each record knows its line."""
     try:
         text, bad_bytes = data.decode("utf-8"), False
     except UnicodeDecodeError:  # keep going; the records holding the bad bytes are rejected
         text, bad_bytes = data.decode("utf-8", errors="surrogateescape"), True
-    dec = json.JSONDecoder()
     pos, line, n = text.index("[") + 1, 1, 0
     line += text.count("\n", 0, pos)
+
+    def fail(at: int, problem: str, fix: str) -> InputError:
+        return InputError(str(file), problem, line=_line_of(text, at),
+                          expected="a valid JSON list [{...}, {...}]", fix=fix)
+
     while True:
-        start = _skip(text, pos, ",")
-        if start >= len(text) or text[start] == "]":
-            return
+        start = _skip(text, pos)
+        if n and start < len(text) and text[start] not in ",]":
+            raise fail(start, "expected ',' or ']' after the record that ends before here",
+                       "add the missing comma between records")
+        if n and start < len(text) and text[start] == ",":
+            start = _skip(text, start + 1)  # a trailing comma before ']' is tolerated
+        if start >= len(text):
+            raise fail(len(text), "JSON list is not closed (file truncated?)",
+                       "complete the list with ']' (or re-export the file)")
+        if text[start] == "]":
+            break
         line += text.count("\n", pos, start)
         try:
-            rec, end = dec.raw_decode(text, start)
-        except ValueError as e:  # one bad element breaks the rest of the list
+            rec, end = DECODER.raw_decode(text, start)
+        except RecursionError:
+            raise fail(start, _DEEP + " (record starting here)", "flatten the records") from None
+        except json.JSONDecodeError as e:  # one bad element breaks the rest of the list
             raise InputError(str(file), f"malformed JSON in the record starting here: {e.msg} "
                              f"(parser stopped at line {e.lineno}, column {e.colno})", line=line,
                              expected="a valid JSON list", fix="repair the file, or convert "
                              "it to JSONL so bad lines can be skipped one by one") from e
         n += 1
-        if not _spend(budget):
-            return
-        if bad_bytes and _has_surrogates(rec):
-            _bad_line(file, line, "not UTF-8", repr(rec)[:500], cfg, rejects)
-        elif not isinstance(rec, dict):
-            if n == 1:
-                raise InputError(str(file), f"list elements are {type(rec).__name__}, not "
-                                 "objects", line=line, expected="a list of JSON objects",
-                                 fix="write each record as a JSON object with named fields")
-            _bad_line(file, line, "record is not a JSON object", repr(rec), cfg, rejects)
-        else:
-            yield str(file), line, rec
+        if budget.take():
+            yield from _list_element(file, line, rec, text[start:end], n, bad_bytes, cfg,
+                                     rejects)
         line += text.count("\n", start, end)
         pos = end
+    rest = text[start + 1:]
+    if rest.strip():
+        at = start + 1 + len(rest) - len(rest.lstrip())
+        raise fail(at, f"data after the top-level JSON list: {rest.lstrip()[:40]!r}",
+                   "remove what follows the closing ']' (two lists? merge them into one)")
 
 
-def _skip(text: str, pos: int, sep: str) -> int:
-    while pos < len(text) and (text[pos].isspace() or text[pos] == sep):
+def _list_element(file: Path, line: int, rec: Any, src: str, n: int, bad_bytes: bool,
+                  cfg: DataConfig, rejects: RejectLog) -> Iterator[Raw]:
+    if bad_bytes and has_surrogates(rec) and not _SURROGATE_ESCAPE.search(src):
+        _bad_line(file, line, "not UTF-8", repr(rec)[:500], cfg, rejects)
+    elif _SURROGATE_ESCAPE.search(src) and has_surrogates(rec):
+        _bad_line(file, line, "invalid Unicode (lone surrogate escape)", src, cfg, rejects)
+    elif not isinstance(rec, dict):
+        if n == 1:
+            raise InputError(str(file), f"list elements are {type(rec).__name__}, not "
+                             "objects", line=line, expected="a list of JSON objects",
+                             fix="write each record as a JSON object with named fields")
+        _bad_line(file, line, "record is not a JSON object", src, cfg, rejects)
+    else:
+        yield str(file), line, rec
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
         pos += 1
     return pos
 
 
-def _has_surrogates(value: Any) -> bool:
+def _iter_csv(file: Path, data: bytes, delim: str, cfg: DataConfig, rejects: RejectLog,
+              budget: _Budget) -> Iterator[Raw]:
+    """One record per row, keyed by the header (line 1); every value is a string."""
+    text = data.decode("utf-8", errors="surrogateescape")  # bad bytes: the row is rejected
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
+        header = next(reader, None)
+        if header is None:
+            return
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes or not all(h.strip() for h in header):
+            raise InputError(str(file), "the header has " + (
+                f"duplicate column names {dupes}" if dupes else "an empty column name"),
+                line=1, expected="unique, non-empty column names in the first line",
+                fix="rename the columns in the header line")
+        prev = reader.line_num
+        for row in reader:
+            no, prev = prev + 1, reader.line_num
+            if not any(v.strip() for v in row) or not budget.take():
+                continue
+            if len(row) != len(header):
+                _bad_line(file, no, f"row has {len(row)} fields, the header {len(header)}",
+                          delim.join(row)[:2000], cfg, rejects)
+            elif has_surrogates(row):
+                _bad_line(file, no, "not UTF-8", delim.join(row).encode(
+                    "utf-8", "surrogateescape").decode("utf-8", "replace"), cfg, rejects)
+            else:
+                yield str(file), no, dict(zip(header, row))
+    except csv.Error as e:
+        raise InputError(str(file), f"malformed {'CSV' if delim == ',' else 'TSV'} ({e})",
+                         line=reader.line_num, expected="RFC 4180 quoting",
+                         fix="quote fields holding the delimiter, quotes or newlines") from e
 
 
-def _iter_parquet(file: Path, budget: list[int]) -> Iterator[Raw]:
+def _iter_parquet(file: Path, budget: _Budget) -> Iterator[Raw]:
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(file)
     except Exception as e:  # pyarrow raises several types for corrupt files
-        raise InputError(str(file), f"not a readable Parquet file ({e})",
+        raise InputError(str(file), f"not a readable Parquet file ({e})", field="data.path",
                          expected="a Parquet file", fix="re-export the file") from e
     row = 0
-    for batch in pf.iter_batches(batch_size=4096):
-        for rec in batch.to_pylist():
-            row += 1
-            if not _spend(budget):
-                return
-            yield str(file), row, rec
+    try:
+        for batch in pf.iter_batches(batch_size=4096):
+            if budget.spent:
+                break
+            for rec in batch.to_pylist():
+                row += 1
+                if budget.take():
+                    yield str(file), row, rec
+    except Exception as e:  # a corrupt page, invalid UTF-8 in a string column, I/O error
+        raise InputError(str(file), f"Parquet file unreadable after row {row} "
+                         f"({type(e).__name__}: {str(e)[:300]})", line=row + 1,
+                         expected="a Parquet file", fix="re-export the file") from e
+    if budget.spent:
+        budget.over += pf.metadata.num_rows - row
 
 
-def _iter_hub(name: str, cfg: DataConfig, budget: list[int]) -> Iterator[Raw]:
+def _iter_hub(name: str, cfg: DataConfig, budget: _Budget) -> Iterator[Raw]:
     try:
         import datasets
 
@@ -251,10 +414,21 @@ def _iter_hub(name: str, cfg: DataConfig, budget: list[int]) -> Iterator[Raw]:
         raise InputError(name, f"not a local file, and loading it as a Hugging Face dataset "
                          f"failed: the hub is unreachable or the id/split is wrong "
                          f"({type(e).__name__}: {str(e)[:200]})", field="data.path",
-                         expected="a local JSON/JSONL/Parquet file or folder",
+                         expected=f"a local data file or folder ({READABLE})",
                          fix="download the dataset elsewhere and pass the local file as "
                          "data.path") from e
-    for row, rec in enumerate(ds, 1):
-        if not _spend(budget):
-            return
-        yield name, row, dict(rec)
+    row = 0
+    try:
+        for rec in ds:
+            if budget.spent:
+                break
+            row += 1
+            budget.take()
+            yield name, row, dict(rec)
+    except Exception as e:  # a broken cached shard, a decoding error in a column
+        raise InputError(name, f"reading the dataset failed after row {row} "
+                         f"({type(e).__name__}: {str(e)[:200]})", line=row + 1,
+                         field="data.path", expected="a readable dataset",
+                         fix="clear its cache folder and download it again") from e
+    if budget.spent:
+        budget.over += len(ds) - row

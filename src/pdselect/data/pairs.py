@@ -4,7 +4,9 @@ it skips aggregation; with no ratings there is no overall and no oracle.
 
 pair_id = ``id`` if given, else sha1(prompt, chosen, rejected, aspect); input_id = sha1(prompt).
 Rows rejected: missing field, empty chosen/rejected ("empty response"), chosen == rejected
-("chosen equals rejected"), empty aspect, repeated pair_id ("duplicate pair_id").
+after stripping whitespace ("chosen equals rejected"), empty aspect, repeated pair_id
+("duplicate pair_id"), a field that is not text ("<field> is not text (...)"; chat-message
+lists are rendered as text, see rows.to_text).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ..config import DataConfig
 from ..errors import InputError
 from ..rejects import RejectLog
 from .loading import iter_records, resolve_path
-from .rows import TableBuilder, select_aspects, short_hash
+from .rows import TableBuilder, select_aspects, short_hash, shown
 
 PAIRS_COLUMNS = ["pair_id", "input_id", "input", "chosen", "rejected", "aspect"]
 
@@ -41,20 +43,23 @@ def read_pairs(cfg: DataConfig, rejects: RejectLog) -> PairsInput:
         if not b.require(file, line, rec, ["prompt", "chosen", "rejected", "aspect"],
                          nullable=("chosen", "rejected", "aspect")):
             continue
-        chosen, rejected, aspect = rec["chosen"], rec["rejected"], rec["aspect"]
-        bad = next((f for f, v in (("chosen", chosen), ("rejected", rejected))
-                    if not isinstance(v, str) or not v.strip()), None)
-        if bad:
-            b.reject("empty response", file, line, rec, field=bad, expected="non-empty text")
+        prompt = b.text(rec["prompt"], file, line, rec, "prompt")
+        chosen = None if prompt is None else b.text(rec["chosen"], file, line, rec, "chosen",
+                                                    empty="empty response")
+        rejected = None if chosen is None else b.text(rec["rejected"], file, line, rec,
+                                                      "rejected", empty="empty response")
+        aspect = None if rejected is None else b.text(rec["aspect"], file, line, rec, "aspect",
+                                                      empty="empty aspect")
+        if aspect is None:  # one reject per record, for its first bad field
             continue
-        if not isinstance(aspect, str) or not aspect.strip():
-            b.reject("empty aspect", file, line, rec, field="aspect", expected="an aspect name")
-            continue
-        if chosen == rejected:
+        if chosen.strip() == rejected.strip():
             b.reject("chosen equals rejected", file, line, rec, field="rejected",
-                     expected="two different responses")
+                     expected="two different responses (compared whitespace-stripped)")
             continue
-        prompt = str(rec["prompt"])
+        if isinstance(rec.get("id"), (dict, list, bool)):
+            b.reject("id is not an id", file, line, rec, field="id",
+                     expected="a string or integer id, or no id", value=shown(rec["id"]))
+            continue
         pid = str(rec["id"]) if rec.get("id") is not None else short_hash(
             "\x1f".join([prompt, chosen, rejected, aspect]))
         if pid in ids:

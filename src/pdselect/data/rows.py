@@ -13,8 +13,22 @@ Rules (the same for all sources):
   * a required field absent                 -> rejected ("missing field '<name>'"); absent on
     every record means the schema is wrong: InputError naming the fields found and the reader
     that may fit
+  * a rating too large for a float (1e999)   -> rejected as out of scale
   * a response_id seen before               -> later copies rejected ("duplicate response_id")
+  * a response text (whitespace-stripped) seen before under the same input -> later copies
+    rejected ("duplicate response text for this input"): identical texts are never paired
+  * an input_id seen before with a different input text -> rejected ("input_id reused with a
+    different input text"); the first text is kept, never a silent merge
+  * a prompt / response that is not text (see :func:`to_text`) -> rejected
+    ("<field> is not text (<what>)"), never stringified with repr
 With ``strict`` the first row problem (not a missing rating) raises InputError instead.
+
+Chat messages as text (:func:`to_text`): a list of ``{"role": r, "content": c}`` messages
+renders one turn per line as ``"r: c"`` joined by "\n" (a message without a role: ``c``); a
+single message (a one-element list or a bare message object) renders as its content only; a
+content that is a list of parts keeps the parts' ``text``, joined by "\n". A list of strings
+is a list of turns, one per line. Numbers, booleans, other objects and mixed lists are
+rejected.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import pandas as pd
 from ..errors import InputError
 from ..rejects import RejectLog
 from ..schema import RATED_BASE, RatedTable
+from .formats import HugeNumber
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +91,90 @@ def select_aspects(wanted: list[str], available: list[str], path: str) -> list[s
 
 
 def parse_rating(value: Any) -> tuple[float, str | None]:
-    """(number, None) | (nan, "missing") | (nan, "not a number")."""
+    """(number, None) | (nan, "missing") | (nan, "not a number") | (nan, "too large")."""
     if isinstance(value, bool):
         return math.nan, "not a number"
+    if isinstance(value, HugeNumber):
+        return math.nan, "too large"
     if isinstance(value, str):
-        if value.strip().lower() in MISSING_TOKENS:
+        token = value.strip().lower()
+        if token in MISSING_TOKENS:
             return math.nan, "missing"
         try:
-            value = float(value.strip())
+            value = float(token)
         except ValueError:
             return math.nan, "not a number"
+        if math.isinf(value) and token.lstrip("+-") not in ("inf", "infinity"):
+            return math.nan, "too large"  # "1e999" overflowed; "inf" is a missing token
     if value is None:
         return math.nan, "missing"
-    if not isinstance(value, (int, float)):
-        try:
-            value = float(value)  # numpy scalars from Parquet / datasets
-        except (TypeError, ValueError):
-            return math.nan, "not a number"
+    try:
+        value = float(value)  # ints of any size, numpy scalars from Parquet / datasets
+    except OverflowError:
+        return math.nan, "too large"
+    except (TypeError, ValueError):
+        return math.nan, "not a number"
     if not math.isfinite(value):
         return math.nan, "missing"
-    return float(value), None
+    return value, None
+
+
+def shown(value: Any) -> Any:
+    """A value as written into a reject: huge numbers and long strings cut to a few words."""
+    if isinstance(value, HugeNumber):
+        return value.text
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**18:
+        return f"<{len(str(abs(value)))}-digit integer>"
+    if isinstance(value, str):
+        value = value if len(value) <= 200 else value[:200] + "...[cut]"
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    return value
+
+
+def _content(value: Any) -> str | None:
+    """A chat message's content as text: a string, or a list of parts with ``text``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str)
+                                       or isinstance(p, str) for p in value):
+        return "\n".join(p if isinstance(p, str) else p["text"] for p in value)
+    return None
+
+
+def _is_message(value: Any) -> bool:
+    return (isinstance(value, dict) and "content" in value
+            and isinstance(value.get("role", ""), str) and _content(value["content"]) is not None)
+
+
+def to_text(value: Any) -> tuple[str | None, str | None]:
+    """(text, None) or (None, what the value is instead). None stays None (empty)."""
+    if value is None or isinstance(value, str):
+        problem = None
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return None, "invalid Unicode (lone surrogate)"
+        return value, problem
+    if isinstance(value, bool):
+        return None, "a boolean"
+    if isinstance(value, (int, float)) or type(value).__module__ == "numpy":
+        return None, "a number"
+    if _is_message(value):
+        return to_text(_content(value["content"]))
+    if isinstance(value, list):
+        if all(isinstance(v, str) for v in value):
+            return to_text("\n".join(value))
+        if all(_is_message(m) for m in value):
+            if len(value) == 1:
+                return to_text(_content(value[0]["content"]))
+            turns = [(f"{m['role']}: " if m.get("role") else "") + _content(m["content"])
+                     for m in value]
+            return to_text("\n".join(turns))
+        return None, "a list that is not chat messages"
+    if isinstance(value, dict):
+        return None, "an object that is not a chat message"
+    return None, f"a {type(value).__name__}"
 
 
 class TableBuilder:
@@ -107,6 +186,8 @@ class TableBuilder:
         self.has_overall, self.rejects, self.strict = has_overall, rejects, strict
         self.rows: list[dict[str, Any]] = []
         self.ids: set[str] = set()
+        self.texts: set[tuple[str, str]] = set()  # (input_id, stripped response)
+        self.inputs: dict[str, str] = {}  # input_id -> the first input text seen
         self.missing = Counter()  # (file, aspect) -> count of missing ratings
         self.checked, self.absent = Counter(), Counter()  # field -> records checked / lacking
         self.keys_seen: set[str] = set()
@@ -157,18 +238,37 @@ class TableBuilder:
                           line=line, field=field, expected=f"the {self.source} schema", fix=fix)
 
     # ----------------------------------------------------------------------------- rows
+    def text(self, value: Any, file: str, line: int, record: Any, field: str,
+             empty: str | None = None, name: str = "") -> str | None:
+        """``value`` as text (chat rendered, see :func:`to_text`), or None after rejecting it.
+
+        ``empty``: the reject reason for a missing/blank value (None: blank text is fine);
+        ``name``: the field's name in the reason (default: the last part of ``field``)."""
+        text, problem = to_text(value)
+        if problem:
+            name = name or re.sub(r"^.*\.", "", field)  # completions[2].response -> response
+            self.reject(f"{name} is not text ({problem})" if "Unicode" not in problem else
+                        f"{problem} in {name}", file, line, record, field=field,
+                        expected="a string or a list of chat messages", value=shown(value))
+            return None
+        if empty and (text is None or not text.strip()):
+            self.reject(empty, file, line, record, field=field, expected="non-empty text")
+            return None
+        return "" if text is None else text
+
     def rating(self, name: str, value: Any, file: str, line: int, record: Any) -> float:
         """Parse one rating; count it if missing, reject it if invalid; NaN unless valid."""
         x, problem = parse_rating(value)
         lo, hi = self.scales.get(name, (-math.inf, math.inf))
         if problem == "missing":
             self.missing[(file, name)] += 1
-        elif problem:
+        elif problem == "not a number":
             self.reject(f"rating not a number ({name})", file, line, record, field=name,
-                        expected=f"a number in [{lo:g}, {hi:g}]", value=value)
-        elif not lo <= x <= hi:
+                        expected=f"a number in [{lo:g}, {hi:g}]", value=shown(value))
+        elif problem or not lo <= x <= hi:
             self.reject(f"rating out of scale ({name}: expected {lo:g}-{hi:g})", file, line,
-                        record, field=name, expected=f"a number in [{lo:g}, {hi:g}]", value=value)
+                        record, field=name, expected=f"a number in [{lo:g}, {hi:g}]",
+                        value=shown(value))
             x = math.nan
         return x
 
@@ -176,13 +276,24 @@ class TableBuilder:
             response_id: str, response: Any, ratings: dict[str, Any], overall: Any = None,
             field_prefix: str = "") -> bool:
         """Add one response; returns False if it was rejected."""
-        if not isinstance(response, str) or not response.strip():
-            self.reject("empty response", file, line, record, field=field_prefix + "response",
-                        expected="non-empty text")
+        response = self.text(response, file, line, record, field_prefix + "response",
+                             empty="empty response")
+        if response is None:
             return False
         if response_id in self.ids:
             self.reject("duplicate response_id", file, line, record, field="response_id",
                         expected="unique responses", value=response_id)
+            return False
+        if self.inputs.get(input_id, input) != input:
+            self.reject("input_id reused with a different input text", file, line, record,
+                        field="input_id", expected="one input text per input_id (the first "
+                        "one seen is kept)", value=input_id)
+            return False
+        if (input_id, response.strip()) in self.texts:
+            self.reject("duplicate response text for this input", file, line, record,
+                        field=field_prefix + "response", expected="different responses per "
+                        "input (identical texts cannot form a pair; the first is kept)",
+                        value=response_id)
             return False
         row = {"input_id": input_id, "input": input, "response_id": response_id,
                "response": response}
@@ -195,6 +306,8 @@ class TableBuilder:
         if self.has_overall:
             row["overall"] = self.rating("overall", overall, file, line, record)
         self.ids.add(response_id)
+        self.texts.add((input_id, response.strip()))
+        self.inputs.setdefault(input_id, input)
         self.rows.append(row)
         return True
 

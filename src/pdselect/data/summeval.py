@@ -47,7 +47,14 @@ def read_summeval(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
             b.reject("reviews/summaries are not objects", file, line, rec, field="summaries",
                      expected="objects keyed by review id / model name")
             continue
-        text = build_input(rec["reviews"])
+        reviews = {}
+        for k, t in rec["reviews"].items():
+            reviews[k] = b.text(t, file, line, rec, f"reviews.{k}", name="review")
+            if reviews[k] is None:
+                break
+        if None in reviews.values():
+            continue
+        text = build_input(reviews)
         input_id = short_hash(text)
         for model, s in rec["summaries"].items():
             where = f"summaries.{model}."

@@ -55,7 +55,9 @@ def read_ultrafeedback(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
             b.reject("completions is not a list", file, line, rec, field="completions",
                      expected="a list of completion objects")
             continue
-        instruction = str(rec["instruction"])
+        instruction = b.text(rec["instruction"], file, line, rec, "instruction")
+        if instruction is None:
+            continue
         input_id = short_hash(instruction)
         for i, comp in enumerate(rec["completions"]):
             where = f"completions[{i}]."

@@ -57,11 +57,15 @@ def read_usr(cfg: DataConfig, rejects: RejectLog, *, source: str) -> RatedTable:
                                            *aspects, "overall"],
                          nullable=("response", "fact", *aspects, "overall")):
             continue
-        history = str(rec["dialog_history"])
+        history = b.text(rec["dialog_history"], file, line, rec, "dialog_history")
+        fact = None if history is None else b.text(rec["fact"], file, line, rec, "fact")
+        response = None if fact is None else b.text(rec["response"], file, line, rec,
+                                                    "response", empty="empty response")
+        if response is None:  # one reject per record, for its first bad field
+            continue
         input_id = short_hash(history)
-        response = rec["response"].strip() if isinstance(rec["response"], str) else None
-        b.add(file, line, rec, input_id=input_id, input=build_input(history, rec["fact"] or ""),
-              response_id=f"{input_id}:{rec['model']}", response=response,
+        b.add(file, line, rec, input_id=input_id, input=build_input(history, fact),
+              response_id=f"{input_id}:{rec['model']}", response=response.strip(),
               ratings={a: rec[a] for a in aspects}, overall=rec["overall"])
     return b.finish()
 

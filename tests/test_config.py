@@ -30,7 +30,7 @@ def test_overrides_and_types():
     (["selec.budget=0.5"], "did you mean 'select'"),
     (["select.budget=0"], "out of range"),
     (["select.budget=1.5"], "out of range"),
-    (["select.budget=.nan"], "out of range"),
+    (["select.budget=.nan"], "not a finite number"),  # was "out of range": NaN is refused at parse
     (["select.budget=abc"], "not a number"),
     (["select.method=pdd"], "did you mean 'pd'"),
     (["select.compare=[pd, randm]"], "did you mean 'random'"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pdselect.artifacts import SENTINEL
 from pdselect.pipeline import STAGES
 
 OVERRIDES = ["data.source=usr_persona_chat", "proxy.epochs=60", "score.margin_model=true"]
@@ -72,6 +73,9 @@ def test_kill_during_stage_then_rerun_is_identical(stage, reference, tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
     assert not (run_dir / stage / "_SUCCESS").exists()
+    # the killed process marked the folder as its run; its lock died with it, so the re-run
+    # below is not refused as "in use"
+    assert (run_dir / SENTINEL).is_file()
     # no temporary file is ever mistaken for an artifact: they are hidden dot-files
     from pdselect.cli import main
 

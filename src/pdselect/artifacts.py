@@ -28,6 +28,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from .errors import PDSelectError
+
 MARKER = "_SUCCESS"
 
 
@@ -89,12 +91,106 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
+SENTINEL = ".pdselect-run"  # marks a folder pdselect created: the only kind it deletes in
+LOCK = ".pdselect-lock"  # held (flock) by the one process writing the run
+
+
+class RunDirError(PDSelectError):
+    """The run directory cannot be used (not ours, the working directory, locked, ...)."""
+
+
+def _looks_like_legacy_run(root: Path) -> bool:
+    """A run made before the sentinel existed: config.yaml + a pdselect manifest."""
+    try:
+        m = read_json(root / "manifest.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and "stages" in m and "environment" in m and \
+        (root / "config.yaml").is_file()
+
+
+def check_run_dir(root: str | Path) -> str | None:
+    """Why pdselect must not write into ``root``, or None when it may (nothing is created).
+
+    Allowed: a new folder, an empty folder, or a folder pdselect marked as a run."""
+    if not str(root).strip():
+        return ("run_dir is empty. Fix: set run_dir to a new or empty folder, e.g. "
+                "run_dir=runs/my_run.")
+    p = Path(root).expanduser()
+    if p.exists() and not p.is_dir():
+        return (f"run_dir {str(root)!r} is an existing file, not a folder. Fix: choose a new "
+                "or empty folder, e.g. run_dir=runs/my_run.")
+    resolved = p.resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == home:
+        what = "the working directory" if resolved == cwd else \
+            "your home folder" if resolved == home else "a parent of the working directory"
+        return (f"run_dir {str(root)!r} is {what}; pdselect writes and deletes stage folders "
+                "in its run directory. Fix: choose an empty or new folder, e.g. "
+                "run_dir=runs/my_run.")
+    if not p.exists() or (p / SENTINEL).is_file() or _looks_like_legacy_run(p):
+        return None
+    others = sorted(c.name for c in p.iterdir() if c.name != LOCK)  # LOCK: a run starting
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        return (f"run_dir {str(root)!r} is a non-empty folder that pdselect did not create "
+                f"(no {SENTINEL} marker; it holds {shown}). pdselect refuses to write there so "
+                "that none of your files is overwritten or deleted. Fix: choose an empty or new "
+                "folder.")
+    return None
+
+
 class RunDir:
-    """A run folder: stage subfolders, markers and the manifest."""
+    """A run folder: stage subfolders, markers and the manifest.
+
+    ``RunDir(root)`` opens an existing run for reading (and creates nothing that deletes).
+    ``RunDir.claim(root)`` is how a run starts writing: it refuses folders that are not ours
+    (:func:`check_run_dir`), marks the folder with :data:`SENTINEL` and takes an exclusive
+    lock, released by :meth:`release` (or when the process exits)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+
+    @classmethod
+    def claim(cls, root: str | Path) -> "RunDir":
+        problem = check_run_dir(root)
+        if problem:
+            raise RunDirError(problem)
+        run = cls(Path(root).expanduser())
+        run._lock()
+        sentinel = run.root / SENTINEL
+        if not sentinel.is_file():
+            write_text(sentinel, "This folder is a pdselect run directory; pdselect only deletes "
+                                 "inside folders carrying this file.\n")
+        return run
+
+    def _lock(self) -> None:
+        import fcntl
+
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunDirError(
+                f"run_dir {str(self.root)!r} is in use by another pdselect process (it holds "
+                f"{self.root / LOCK}). Fix: wait for that run to finish, or choose another "
+                "run_dir.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Drop the lock taken by :meth:`claim` (idempotent)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    @property
+    def owned(self) -> bool:
+        return (self.root / SENTINEL).is_file()
 
     def stage(self, name: str) -> Path:
         p = self.root / name
@@ -110,6 +206,10 @@ class RunDir:
     def reset(self, name: str, keep: tuple[str, ...] = ()) -> None:
         """Remove a stage's folder (used when a stage re-runs after an interruption), except
         the sub-folders in ``keep``: resumable work such as finished score shards."""
+        if not self.owned:
+            raise RunDirError(f"refusing to delete {self.root / name}: {self.root} has no "
+                              f"{SENTINEL} marker, so pdselect did not create it. Fix: run in "
+                              "an empty or new folder.")
         folder = self.root / name
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)

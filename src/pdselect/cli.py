@@ -88,7 +88,10 @@ def _dispatch(args, progress: bool) -> int:
         print(report.render())
         return 0 if report.ok else 1
     if args.cmd == "experiment":
+        from .config import check_devices
         from .experiment import run_experiment
+
+        check_devices(cfg)  # before any compute, as run and validate do
 
         command = "pdselect " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
         info = run_experiment(cfg, args.out, command=command)

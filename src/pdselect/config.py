@@ -33,11 +33,11 @@ def _f(default: Any, help: str, **kw):  # noqa: A002 - mirrors argparse's name
 @dataclass
 class DataConfig:
     source: Literal["usr_topical_chat", "usr_persona_chat", "summeval_op", "ultrafeedback",
-                    "helpsteer2", "generic", "pairs"] = _f(
-        "usr_topical_chat", "Which reader to use. The usr_* and summeval_op sources default to "
-        "the copies bundled with pdselect.")
+                    "helpsteer2", "generic", "pairs", "mqm", "mqm_ted_zhen", "mqm_ted_ende"] = _f(
+        "usr_topical_chat", "Which reader to use. The usr_*, summeval_op and mqm_ted_* sources "
+        "default to the copies bundled with pdselect; mqm reads a WMT MQM TSV from data.path.")
     path: str = _f("", "Local JSON/JSONL/Parquet file or folder, or a Hugging Face dataset id. "
-                       "Empty: the bundled copy (usr_*, summeval_op only).")
+                       "Empty: the bundled copy (usr_*, summeval_op, mqm_ted_* only).")
     hf_split: str = _f("train", "Split to read when `path` is a Hugging Face dataset id.")
     aspects: list[str] = _f([], "Aspects to keep (empty: every aspect the source rates).")
     columns: dict[str, str] = _f({}, "generic source only: map of canonical name -> your column. "
@@ -48,6 +48,16 @@ class DataConfig:
                                             "are rejected.")
     max_rows: Optional[int] = _f(None, "Read at most this many raw records (for quick looks).")
     strict: bool = _f(False, "Fail on the first bad row instead of rejecting it to rejects.jsonl.")
+    mqm_weights: dict[str, float] = _f(
+        {"Major": 5.0, "Minor": 1.0, "Neutral": 0.0, "Minor:Fluency/Punctuation": 0.1,
+         "Non-translation": 25.0},
+        "mqm sources only: error weight by severity, or by 'Severity:Category' (full or top-"
+        "level category) which wins over the severity alone; 'Non-translation' applies whatever "
+        "the severity. Merged over the upstream defaults shown; a severity absent here is "
+        "rejected as unknown.")
+    mqm_references: Literal["keep", "drop"] = _f(
+        "keep", "mqm sources only: keep or drop the human reference translations (systems "
+                "named ref, refA, ref-A, ref.B, Human-B, ...) as rated responses.")
 
 
 @dataclass
@@ -103,6 +113,15 @@ class ProxyConfig:
                                   "unchanged in form).")
     hidden: int = _f(256, "Hidden width for head=mlp.")
     ensemble: int = _f(1, "Heads per aspect trained on bootstrap resamples; scores are averaged.")
+    uncertainty_shrink: float = _f(0.0, "Uncertainty-aware gaps, c >= 0 (needs ensemble >= 2): "
+                                        "gap = sign(m) * max(0, |m| - c*s) with m, s the mean "
+                                        "and std of the members' gaps, so gaps the ensemble "
+                                        "disagrees on stop moving PD. 0: off (the paper).")
+    cross_fit: int = _f(0, "Cross-fitting folds F (0 or 1: off). Inputs are split into F folds; "
+                           "each pair is scored by models trained on the other folds, so no "
+                           "pair's own label reaches its PD and the margin baseline is "
+                           "out-of-sample too; proxy accuracy is then out-of-fold over all "
+                           "pairs. Costs F trainings (cheap for frozen_encoder).")
     rho: float = _f(0.5, "Length term rho >= 0 in logit = r(w) - r(l) + rho*dlen; fixed during "
                          "training, dropped at scoring (METHOD.md 3.2).")
     length_scale: float = _f(100.0, "dlen = (tokens(y_w) - tokens(y_l)) / length_scale, so rho "
@@ -134,6 +153,13 @@ class ScoreConfig:
     shard_size: int = _f(100_000, "Pairs per Parquet shard for streamed/resumable scoring.")
     margin_model: bool = _f(True, "Also train one unified reward model on all pairs for the "
                                   "RAF-style margin baseline.")
+    weighting: Literal["equal", "reliability", "user"] = _f(
+        "equal", "Aspect weights w_k in PD = -sum_{k' != k} w_k' * delta_n_k'. equal: the "
+                 "paper's w = 1. reliability: w_k = max(0, 2*acc_k - 1) from each proxy's "
+                 "held-out accuracy (no overall label needed; near-chance aspects stop adding "
+                 "noise). user: score.aspect_weights.")
+    aspect_weights: dict[str, float] = _f({}, "weighting=user: aspect -> weight >= 0 (aspects "
+                                              "not listed get 1).")
 
 
 @dataclass
@@ -268,17 +294,195 @@ def _validate_values(cfg: RunConfig) -> None:
     if cfg.data.source == "generic" and "response" not in cfg.data.columns and not cfg.data.path:
         raise ConfigError("data.path", "the generic source needs a path.",
                           "set data.path to your JSON/JSONL/Parquet file.")
+    if cfg.data.source == "mqm" and not cfg.data.path:
+        raise ConfigError("data.path", "source 'mqm' has no bundled copy.",
+                          "set data.path to a WMT MQM TSV (.tsv, .tsv.gz, .tar.gz) or folder, "
+                          "or use source mqm_ted_zhen / mqm_ted_ende (bundled).")
     if cfg.data.source in ("ultrafeedback", "helpsteer2", "generic", "pairs") and not cfg.data.path:
         raise ConfigError("data.path", f"source {cfg.data.source!r} has no bundled copy.",
                           "set data.path to a local file or a Hugging Face dataset id.")
+    for k, w in cfg.data.mqm_weights.items():
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w < math.inf:
+            raise ConfigError(f"data.mqm_weights.{k}", f"{w!r} is not a weight >= 0.",
+                              "give each severity a finite number >= 0 (e.g. Major: 5).")
     _validate_experiment(cfg.experiment)
     if cfg.data.max_rows is not None and cfg.data.max_rows < 1:
-        raise ConfigError("data.max_rows", f"{cfg.data.max_rows!r} must be >= 1 or null.", "")
+        raise ConfigError("data.max_rows", f"{cfg.data.max_rows!r} must be >= 1 or null.",
+                          "use null to read every record, or a positive count.")
+    _validate_seeds(cfg)
+    _validate_sizes(cfg)
+    _validate_lists(cfg)
+    _validate_aspect_names(cfg)
+    _validate_run_dir(cfg.run_dir)
+    if cfg.select.method == "margin" and not cfg.score.margin_model:
+        raise ConfigError("select.method", "'margin' needs the unified margin model, and "
+                          "score.margin_model is false.",
+                          "set score.margin_model=true, or choose another selector.")
+    _validate_device("proxy.device", cfg.proxy.device, allow_auto=False, probe=False)
+    _validate_device("align.device", cfg.align.device, allow_auto=True, probe=False)
+
+
+def check_devices(cfg: RunConfig) -> None:
+    """The configured devices exist on THIS machine. Not part of loading (a GPU config must
+    still parse and print on a laptop); run, the stage commands, validate and experiment call
+    it before any compute."""
+    _validate_device("proxy.device", cfg.proxy.device, allow_auto=False)
+    _validate_device("align.device", cfg.align.device, allow_auto=True)
+
+
+SEED_MAX = 2**32 - 1  # numpy's SeedSequence / torch.manual_seed accept 0 .. 2**32-1 everywhere
+
+
+def _validate_seeds(cfg: RunConfig) -> None:
+    seeds = [("seed", cfg.seed)] + [(f"experiment.seeds[{i}]", v)
+                                     for i, v in enumerate(cfg.experiment.seeds)]
+    seeds += [(f"experiment.dpo_seeds[{i}]", v) for i, v in enumerate(cfg.experiment.dpo_seeds)]
+    for key, v in seeds:
+        if not 0 <= v <= SEED_MAX:
+            raise ConfigError(key, f"{v!r} is out of range [0, {SEED_MAX}].",
+                              "use a seed between 0 and 2**32-1, e.g. 0.")
+
+
+# (key, lowest allowed value, strict): every size / count / step the pipeline takes
+_POSITIVE: list[tuple[str, float, bool]] = [
+    ("proxy.max_input_tokens", 1, False), ("proxy.max_response_tokens", 1, False),
+    ("proxy.hidden", 1, False), ("proxy.trl_batch_size", 1, False),
+    ("proxy.trl_epochs", 0, True), ("proxy.trl_lr", 0, True), ("proxy.lr", 0, True),
+    ("align.beta", 0, True), ("align.lr", 0, True), ("align.epochs", 0, True),
+    ("align.batch_size", 1, False), ("align.grad_accum", 1, False),
+    ("align.max_length", 1, False), ("align.lora_r", 1, False),
+    ("eval.n_generate", 0, False), ("eval.max_new_tokens", 1, False),
+    ("experiment.dpo_eval_pairs", 0, False),
+]
+
+
+def _get(cfg: RunConfig, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def _validate_sizes(cfg: RunConfig) -> None:
+    for key, lo, strict in _POSITIVE:
+        v = _get(cfg, key)
+        if (v <= lo) if strict else (v < lo):
+            need = f"> {lo}" if strict else f">= {lo}"
+            raise ConfigError(key, f"{v!r} must be {need}.", f"set {key} to a value {need}.")
+    if cfg.align.max_steps != -1 and cfg.align.max_steps < 1:
+        raise ConfigError("align.max_steps", f"{cfg.align.max_steps!r} must be -1 or >= 1.",
+                          "use -1 to let align.epochs decide, or a positive step count.")
+    mp = cfg.aggregate.max_pairs_per_input
+    if mp is not None and mp < 1:
+        raise ConfigError("aggregate.max_pairs_per_input", f"{mp!r} must be >= 1 or null.",
+                          "use null to keep every pair of an input.")
+    if cfg.proxy.shared_l2 is not None and cfg.proxy.shared_l2 < 0:
+        raise ConfigError("proxy.shared_l2", f"{cfg.proxy.shared_l2!r} must be >= 0 or null.",
+                          "use null for the same strength as proxy.l2.")
+    for key, values in (("eval.probe_l2", cfg.eval.probe_l2),
+                        ("experiment.probe_l2", cfg.experiment.probe_l2)):
+        for i, v in enumerate(values):
+            if v < 0:
+                raise ConfigError(f"{key}[{i}]", f"{v!r} must be >= 0.",
+                                  "L2 strengths are 0 or more.")
+    for a, sc in cfg.data.scales.items():
+        if len(sc) != 2 or not sc[0] < sc[1]:
+            raise ConfigError(f"data.scales.{a}", f"{sc!r} is not [min, max] with min < max.",
+                              f"write data.scales.{a}: [1, 5].")
+
+
+def _validate_lists(cfg: RunConfig) -> None:
+    lists = {"data.aspects": cfg.data.aspects, "select.compare": cfg.select.compare,
+             "eval.probe_l2": cfg.eval.probe_l2}
+    lists.update({f"experiment.{f.name}": getattr(cfg.experiment, f.name)
+                  for f in dataclasses.fields(cfg.experiment)
+                  if isinstance(getattr(cfg.experiment, f.name), list)})
+    for key, values in lists.items():
+        seen: set = set()
+        for v in values:
+            if v in seen:
+                raise ConfigError(key, f"{v!r} is listed twice in {values!r}.",
+                                  "list each entry once.")
+            seen.add(v)
+
+
+# column names the pair / score / selection tables already use: an aspect with one of these
+# names would overwrite them (schema.py, score.py, pipeline.stage_select)
+RESERVED_NAMES = {"pair_id", "input_id", "input", "response_id", "response", "chosen",
+                  "rejected", "aspect", "split", "chosen_id", "rejected_id", "len_chosen",
+                  "len_rejected", "overall", "pd", "pd_rati", "margin", "selected", "rank",
+                  "method", "prompt", "unified"}
+RESERVED_PREFIXES = ("h_", "gap__", "norm__")
+
+
+def aspect_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an aspect name, or None when it can."""
+    if not isinstance(name, str) or not name.strip():
+        return "is empty"
+    if name in RESERVED_NAMES:
+        return "is a reserved column name"
+    if name.startswith(RESERVED_PREFIXES):
+        return f"starts with a reserved prefix ({', '.join(RESERVED_PREFIXES)})"
+    if name != name.strip() or any(c in name for c in "\n\r\t"):
+        return "has leading/trailing spaces or control characters"
+    return None
+
+
+def _validate_aspect_names(cfg: RunConfig) -> None:
+    names = [(f"data.aspects[{i}]", a) for i, a in enumerate(cfg.data.aspects)]
+    names += [(f"data.aspect_columns.{a}", a) for a in cfg.data.aspect_columns]
+    for key, a in names:
+        problem = aspect_name_problem(a)
+        if problem:
+            raise ConfigError(key, f"aspect name {a!r} {problem}; reserved: "
+                              f"{sorted(RESERVED_NAMES)} and prefixes {list(RESERVED_PREFIXES)}.",
+                              "rename the aspect (e.g. via data.aspect_columns: {my_name: "
+                              "column}).")
+
+
+def _validate_run_dir(run_dir: str) -> None:
+    if not str(run_dir).strip():
+        raise ConfigError("run_dir", "is empty.", "set run_dir to a new or empty folder, "
+                          "e.g. run_dir=runs/my_run.")
+    p = Path(run_dir).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError("run_dir", f"{run_dir!r} is an existing file, not a folder.",
+                          "choose a new or empty folder, e.g. run_dir=runs/my_run.")
+
+
+def _validate_device(key: str, device: str, allow_auto: bool, probe: bool = True) -> None:
+    """A device string torch understands and this machine has (checked before any compute)."""
+    import re
+
+    d = device.strip().lower()
+    if d == "cpu" or (allow_auto and d == "auto"):
+        return
+    m = re.fullmatch(r"(cuda|mps)(?::(\d+))?", d)
+    if not m:
+        choices = "auto, cpu, cuda, cuda:N, mps" if allow_auto else "cpu, cuda, cuda:N, mps"
+        raise ConfigError(key, f"{device!r} is not a device.", f"use one of {choices}.")
+    if not probe:
+        return
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        raise ConfigError(key, f"{device!r} needs torch, which is not installed.",
+                          f"install torch or set {key}=cpu.") from None
+    if m.group(1) == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(key, f"{device!r} is not available on this machine (no Apple "
+                              "MPS).", f"set {key}=cpu.")
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(key, f"{device!r} is not available: this machine has no CUDA GPU "
+                          "(or torch was built without CUDA).", f"set {key}=cpu.")
+    idx = int(m.group(2) or 0)
+    if idx >= torch.cuda.device_count():
+        raise ConfigError(key, f"{device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s), numbered from 0.", f"set {key}=cuda:0 (or cpu).")
 
 
 _EXPERIMENT_METHODS = ["ALL", "OVA", "AVG", "DFPO", "RAND", "RAF", "PD-rati", "PD", "PD-high",
                        "PD-nl"]
-_BUNDLED = ["usr_topical_chat", "usr_persona_chat", "summeval_op"]
+_BUNDLED = ["usr_topical_chat", "usr_persona_chat", "summeval_op", "mqm_ted_zhen", "mqm_ted_ende"]
 
 
 def _validate_experiment(ex: "ExperimentConfig") -> None:
@@ -336,7 +540,14 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"{value!r} is not a number.", "write a number, e.g. 0.3.")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
+        if not math.isfinite(value):
+            raise ConfigError(key, f"{value!r} is not a finite number (NaN and infinity are "
+                                   "not allowed).", "write a finite number, e.g. 0.3.")
+        return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"{value!r} is not an integer.", "write a whole number.")
@@ -387,8 +598,60 @@ def parse_overrides(overrides: list[str]) -> dict:
             raise ConfigError(item, "an override must look like key=value.",
                               "e.g. select.budget=0.5")
         key, raw = item.split("=", 1)
-        _set_dotted(out, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        key = key.strip()
+        parts = key.split(".")
+        if not key or any(not p.strip() or p != p.strip() for p in parts):
+            raise ConfigError(item, f"the key {key!r} before '=' is empty or has an empty part.",
+                              "write a dotted key such as select.budget=0.5 (no spaces, no "
+                              "'..').")
+        value = _yaml_load(raw, f"override {item!r}", key=key) if raw.strip() else ""
+        _set_dotted(out, key, value)
     return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (YAML would keep the last
+    one silently, so a config could say two things and mean one)."""
+
+    source = "<yaml>"
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable key: let PyYAML report it
+                continue
+            if first is not None:
+                raise ConfigError(str(key), f"duplicate key in {self.source} at line {line} "
+                                            f"(first set at line {first}).",
+                                  "keep one of the two lines.")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_load(text: str, source: str, key: str | None = None):
+    """Parse YAML text; syntax errors and duplicate keys become ConfigError naming ``source``
+    (and the override's ``key`` for a value given on the command line)."""
+    loader = _UniqueKeyLoader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if key is not None:
+            raise ConfigError(key, f"the value {text!r} is not valid YAML{where}: {problem}.",
+                              "fix the value's YAML syntax (lists: [a, b]; mappings: {a: 1}; "
+                              "quote strings containing ':', '[', '{' or '#').") from None
+        raise ConfigError(source, f"is not valid YAML{where}: {problem}.",
+                          "fix the YAML syntax (quote values containing ':', '[', '{' or "
+                          "'#').") from None
+    finally:
+        loader.dispose()
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -408,10 +671,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.exists():
             raise ConfigError("config", f"file {p} does not exist.", "check the path.")
+        if not p.is_file():
+            raise ConfigError("config", f"{p} is not a file.", "pass a YAML file with -c.")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(str(p), f"is not valid YAML: {e}", "fix the YAML syntax.") from e
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError("config", f"cannot read {p}: {e}.",
+                              "check the file's permissions and that it is UTF-8 text.") from None
+        loaded = _yaml_load(text, str(p)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(str(p), "top level must be a mapping.", "write key: value lines.")
         _merge(data, loaded)

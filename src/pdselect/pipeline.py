@@ -5,6 +5,12 @@
 ``run_pipeline(cfg)`` runs every stage whose completion marker is missing; a finished stage is
 skipped, a stage that was killed half-way is reset and re-run. Each stage function can also be
 called on its own (the CLI's subcommands do exactly that).
+
+A stage's fingerprint covers the config sections it (and every stage before it) reads AND the
+content of the input data (fingerprint.py). Before any stage runs, every finished stage whose
+fingerprint no longer matches is invalidated (marker and artifacts removed), so ``config.yaml``
+always describes every finished stage; asking for one stage runs the stale or missing stages
+before it first. The run directory is claimed (sentinel + exclusive lock, artifacts.RunDir).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .artifacts import RunDir, read_json, write_json, write_parquet, write_text
+from .artifacts import MARKER, RunDir, read_json, write_json, write_parquet, write_text
 from .config import RunConfig
 from .errors import StageError
 from .rejects import RejectLog
@@ -47,6 +53,9 @@ def stage_ingest(cfg: RunConfig, run: RunDir) -> dict:
                 "has_overall": got.has_overall, "n_responses": len(got.df),
                 "n_inputs": int(got.df["input_id"].nunique())}
     meta["rejects"] = rejects.counts()
+    from .fingerprint import input_fingerprint
+
+    meta["input"] = input_fingerprint(cfg.data)
     write_json(out / "meta.json", meta)
     return meta
 
@@ -64,11 +73,14 @@ def stage_aggregate(cfg: RunConfig, run: RunDir) -> dict:
                            meta["aspects"], {a: tuple(v) for a, v in meta["scales"].items()},
                            meta["has_overall"], meta["source"])
         pairs = aggregate(rated, cfg.aggregate, cfg.seed, rejects)
+    train = pairs[pairs["split"] == "train"]
+    aspects = [a for a in meta["aspects"] if (train["aspect"] == a).any()]
+    from .validate import check_pairs
+
+    check_pairs(cfg, pairs, aspects)  # the checks `pdselect validate` makes, before any compute
     out = run.stage("aggregate")
     write_parquet(out / "pairs.parquet", pairs)
     rejects.write(out / "rejects.jsonl")
-    train = pairs[pairs["split"] == "train"]
-    aspects = [a for a in meta["aspects"] if (train["aspect"] == a).any()]
     summary = {"n_pairs": len(pairs), "n_train": len(train), "n_test": len(pairs) - len(train),
                "aspects": aspects, "pairs_per_aspect": train["aspect"].value_counts().to_dict(),
                "rejects": rejects.counts()}
@@ -86,16 +98,20 @@ def _train_pairs(run: RunDir) -> pd.DataFrame:
 
 
 def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
-    from .reward import train_proxy_models, train_unified_model
+    from .reward import UNIFIED, train_proxy_models
 
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
     train = public_view(_train_pairs(run))
     out = run.stage("proxy")
-    models = train_proxy_models(train, aspects, cfg.proxy, cfg.seed, out / "aspects", progress)
+    floor = cfg.aggregate.min_pairs_per_aspect  # the one floor: aggregate checked the same
+    models = train_proxy_models(train, aspects, cfg.proxy, cfg.seed, out / "aspects", progress,
+                                min_pairs=floor)
     models.save(out / "aspects")
     metrics = {"aspects": models.metrics}
     if cfg.score.margin_model:
-        unified = train_unified_model(train, cfg.proxy, cfg.seed, out / "unified")
+        # reward.train_unified_model with the configured floor (it has no min_pairs argument)
+        unified = train_proxy_models(train.assign(aspect=UNIFIED), [UNIFIED], cfg.proxy,
+                                     cfg.seed, out / "unified", min_pairs=floor)
         unified.save(out / "unified")
         metrics["unified"] = unified.metrics
     write_json(out / "metrics.json", metrics)
@@ -131,8 +147,17 @@ def _score_in_memory(cfg: RunConfig, run: RunDir, pairs: pd.DataFrame, aspects: 
     margin = None
     if (run.root / "proxy" / "unified").exists():
         margin = ProxyModels.load(run.root / "proxy" / "unified", cfg.proxy).gaps(public)[:, 0]
-    table, q = score_table(public, models.gaps(public), aspects, cfg.score.gamma, margin)
+    table, q = score_table(public, models.gaps(public), aspects, cfg.score.gamma, margin,
+                           _pd_weights(cfg, run, aspects))
     return table, {"engine": "in-memory", "q": q}
+
+
+def _pd_weights(cfg: RunConfig, run: RunDir, aspects: list[str]):
+    """score.weighting's aspect weights, from the proxy stage's held-out accuracies."""
+    from .score import pd_weights
+
+    metrics = read_json(run.root / "proxy" / "metrics.json").get("aspects", {})
+    return pd_weights(cfg.score, aspects, metrics)
 
 
 def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
@@ -144,13 +169,14 @@ def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
 
     stamp = out / "sharded" / "_config"
     fp = config_fingerprint(cfg, "score")
-    if stamp.exists() and stamp.read_text() != fp:
-        shutil.rmtree(out / "sharded")  # shards of another config must not be resumed
+    if stamp.exists() and stamp.read_text() != fp and run.owned:
+        shutil.rmtree(out / "sharded")  # shards of another config or input must not be resumed
     write_text(stamp, fp)
     unified = run.root / "proxy" / "unified"
     summary = score_stage(run.root / "aggregate" / "pairs.parquet", run.root / "proxy" / "aspects",
                           aspects, cfg, out / "sharded",
-                          margin_models=unified if unified.exists() else None)
+                          margin_models=unified if unified.exists() else None,
+                          weights=_pd_weights(cfg, run, aspects))
     return read_scores(out / "sharded"), summary
 
 
@@ -165,9 +191,11 @@ def load_score_pool(run: RunDir) -> pd.DataFrame:
 
 def stage_select(cfg: RunConfig, run: RunDir) -> dict:
     from .select import make_selector
+    from .validate import check_budget
 
     s = cfg.select
     pool = load_score_pool(run)
+    check_budget(cfg, len(pool))
     sel = make_selector(s.method, budget=s.budget, budget_count=s.budget_count,
                         stratify_by="aspect" if s.stratify_by_aspect else None,
                         random_state=cfg.seed).fit(pool)
@@ -239,29 +267,75 @@ _SECTIONS = {"ingest": ["seed", "data"], "aggregate": ["aggregate"], "proxy": ["
 
 
 def config_fingerprint(cfg: RunConfig, name: str) -> str:
-    """Hash of the config sections stage ``name`` (and every stage before it) depends on."""
+    """Hash of the config sections stage ``name`` (and every stage before it) depends on, and
+    of the input data's content (every stage depends on ingest)."""
     import hashlib
     import json
 
+    from .fingerprint import input_fingerprint
+
     d = cfg.to_dict()
     keys = [k for st in ALL_STAGES[: ALL_STAGES.index(name) + 1] for k in _SECTIONS[st]]
-    blob = json.dumps({k: d[k] for k in keys}, sort_keys=True, default=str)
+    blob = json.dumps({**{k: d[k] for k in keys}, "_input": input_fingerprint(cfg.data)["digest"]},
+                      sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def upstream(name: str) -> list[str]:
+    """The stages ``name`` reads from (every pipeline stage before it)."""
+    return [b for b in ALL_STAGES[: ALL_STAGES.index(name)] if b not in POLICY_STAGES]
+
+
+def invalidate_stale(cfg: RunConfig, run: RunDir) -> list[str]:
+    """Remove every finished stage whose fingerprint differs from ``cfg``'s (and everything
+    after it): after this, every stage with a marker was computed from ``cfg`` and its input,
+    and no artifact of another config or input is left (a stale score stage's shards carry its
+    old fingerprint, so they could not be resumed anyway)."""
+    stale = False
+    dropped = []
+    for name in ALL_STAGES:
+        if not run.is_done(name):
+            continue
+        if not stale:
+            stale = read_json(run.root / name / MARKER).get("_config") != \
+                config_fingerprint(cfg, name)
+        if stale:
+            _drop_stage(run, name)
+            dropped.append(name)
+            log.info("%-9s config changed since it finished%s: its results were removed "
+                     "(they run again when needed)", name,
+                     "" if len(dropped) == 1 else f" (or an earlier stage, {dropped[0]}, did)")
+    return dropped
+
+
+def _drop_stage(run: RunDir, name: str) -> None:
+    if name == "report":
+        for f in ("report.md", "report.json"):
+            (run.root / f).unlink(missing_ok=True)
+    run.reset(name)
 
 
 def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw) -> dict:
     """Run one stage unless it already finished with the same relevant config."""
     fp = config_fingerprint(cfg, name)
     if run.is_done(name) and not force:
-        done = read_json(run.root / name / "_SUCCESS")
+        done = read_json(run.root / name / MARKER)
         if done.get("_config") == fp:
             log.info("%-9s skipped (finished earlier; see %s)", name, run.root / name)
             return done
         log.info("%-9s config changed since it finished: running it again", name)
-    for before in ALL_STAGES[: ALL_STAGES.index(name)]:
-        if before not in POLICY_STAGES and not run.is_done(before):
+    for before in upstream(name):
+        if not run.is_done(before):
             raise StageError(f"stage '{name}' needs '{before}' to have finished in {run.root}. "
                              f"Fix: pdselect run (or pdselect {before}) first.")
+        if read_json(run.root / before / MARKER).get("_config") != config_fingerprint(cfg, before):
+            raise StageError(f"stage '{name}' would read '{before}', which was computed from "
+                             f"another config or input. Fix: use `pdselect {name}` or "
+                             "run_pipeline, which re-run stale stages first.")
+    # everything after a stage that (re)runs is stale: drop its marker first, so a failure
+    # here never leaves a later stage marked done on top of a missing or changed one
+    for later in ALL_STAGES[ALL_STAGES.index(name) + 1:]:
+        (run.root / later / MARKER).unlink(missing_ok=True)
     if name != "report":
         # a killed earlier attempt may have left partial files; finished score shards are
         # kept (they resume) unless the config they were made with changed
@@ -273,9 +347,6 @@ def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw)
     summary = STAGE_FUNCS[name](cfg, run, **kw)
     dt = time.perf_counter() - t0
     run.stage(name)
-    # everything after a stage that (re)ran is stale: drop its marker so it runs again
-    for later in ALL_STAGES[ALL_STAGES.index(name) + 1:]:
-        (run.root / later / "_SUCCESS").unlink(missing_ok=True)
     run.mark_done(name, {**summary, "_config": fp})
     run.record_stage(name, dt, summary, cfg.seed)
     log.info("%-9s done in %.1fs: %s", name, dt, _one_line(summary))
@@ -293,17 +364,39 @@ def _one_line(summary: dict) -> str:
 
 
 def prepare_run(cfg: RunConfig) -> RunDir:
-    """Create the run folder and write the resolved config."""
-    run = RunDir(cfg.run_dir)
-    write_text(run.root / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Check the machine and the run folder, claim it (sentinel + lock; the caller releases
+    it), remove stages computed from another config or input, write the resolved config."""
+    from .validate import preflight
+
+    preflight(cfg)
+    run = RunDir.claim(cfg.run_dir)
+    try:
+        invalidate_stale(cfg, run)
+        write_text(run.root / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    except BaseException:
+        run.release()
+        raise
     return run
+
+
+def plan_stages(stages: list[str] | None) -> list[str]:
+    """The requested stages plus every stage they read from, in pipeline order."""
+    wanted = set(stages or STAGES)
+    for name in list(wanted):
+        wanted |= set(upstream(name))
+    return [name for name in ALL_STAGES if name in wanted]
 
 
 def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, progress: bool = False,
                  force: bool = False) -> Path:
-    """Run the stages in order (all by default). Returns the run directory."""
+    """Run the stages in order (all by default), after any earlier stage that is missing or
+    stale. ``force`` re-runs the requested stages even if finished. Returns the run directory."""
+    requested = set(stages or STAGES)
     run = prepare_run(cfg)
-    for name in stages or STAGES:
-        kw = {"progress": progress} if name == "proxy" else {}
-        run_stage(name, cfg, run, force=force, **kw)
+    try:
+        for name in plan_stages(stages):
+            kw = {"progress": progress} if name == "proxy" else {}
+            run_stage(name, cfg, run, force=force and name in requested, **kw)
+    finally:
+        run.release()
     return run.root

@@ -54,17 +54,42 @@ def build_report(cfg: RunConfig, run: RunDir) -> tuple[dict, str]:
     report = {"run_dir": str(root), "seed": cfg.seed, "source": ingest["source"],
               "ingest": ingest, "aggregate": agg, "proxy": proxy, "score": score,
               "selection": _selection_part(cfg, run, train),
+              "ingest_counts": dict(zip(("dropped", "ratings_rejected"),
+                                        split_ingest_rejects(ingest["rejects"]))),
               "manifest": read_json(root / "manifest.json")}
     return report, render_markdown(report, cfg)
 
 
 # ----------------------------------------------------------------------------- markdown
+_MD_SPECIAL = "\\`*_[]<>|~"
+
+
+def md_escape(text) -> str:
+    """``text`` as literal Markdown inline text: user labels (aspect names, file names, reject
+    reasons, paths) cannot open emphasis, code, HTML, links or table cells, nor break a line."""
+    text = " ".join(str(text).splitlines()) if text is not None else ""
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if isinstance(v, float):
         return f"{v:.3f}"
-    return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(v)
+    return md_escape(v)
+
+
+# ingest reasons that reject one RATING (the response is kept, that aspect unrated); every
+# other ingest reason drops the record or response (data/rows.py)
+_RATING_REASON_PREFIX = "rating "
+
+
+def split_ingest_rejects(rejects: dict[str, int]) -> tuple[int, int]:
+    """(records/responses dropped, ratings rejected) from ingest's reject counts."""
+    ratings = sum(n for r, n in rejects.items() if r.startswith(_RATING_REASON_PREFIX))
+    return sum(rejects.values()) - ratings, ratings
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -74,23 +99,33 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def render_markdown(r: dict, cfg: RunConfig) -> str:
-    L = [f"# pdselect report: {r['source']}", "",
-         f"Run `{r['run_dir']}`, seed {r['seed']}, selector **{cfg.select.method}**, budget "
+    L = [f"# pdselect report: {md_escape(r['source'])}", "",
+         f"Run {md_escape(r['run_dir'])}, seed {r['seed']}, selector "
+         f"**{md_escape(cfg.select.method)}**, budget "
          + (f"{cfg.select.budget_count} pairs" if cfg.select.budget_count
             else f"{cfg.select.budget:.0%}") + ".", "", "## Counts per stage", ""]
     ing, agg = r["ingest"], r["aggregate"]
-    rows = [["ingest", ing.get("n_responses", ing.get("n_pairs")), "responses" if
-             ing["kind"] == "rated" else "pairs", sum(ing["rejects"].values())],
+    dropped, ratings = split_ingest_rejects(ing["rejects"])
+    what = "responses" if ing["kind"] == "rated" else "pairs"
+    rows = [["ingest", ing.get("n_responses", ing.get("n_pairs")), what,
+             f"{dropped} records/{what} dropped, {ratings} ratings rejected (response kept)"],
             ["aggregate", agg["n_pairs"], f"pairs ({agg['n_train']} train / {agg['n_test']} test)",
-             sum(agg["rejects"].values())],
+             f"{sum(agg['rejects'].values())} pairs dropped"],
             ["select", r["selection"]["n_selected"], f"of {r['selection']['n_pool']} train pairs",
-             0]]
-    L += _table(["stage", "kept", "what", "dropped"], rows)
-    drops = [[st, reason, n] for st in ("ingest", "aggregate")
-             for reason, n in r[st]["rejects"].items()]
+             f"{r['selection']['n_pool'] - r['selection']['n_selected']} pairs not selected"]]
+    L += _table(["stage", "kept", "what", "dropped or rejected"], rows)
+    def kind(st: str, reason: str) -> str:
+        if st == "aggregate":
+            return "pair dropped"
+        if reason.startswith(_RATING_REASON_PREFIX):
+            return "rating rejected (response kept)"
+        return "record dropped" if ing["kind"] == "pairs" else "response dropped"
+
+    drops = [[st, kind(st, reason), reason, n]
+             for st in ("ingest", "aggregate") for reason, n in r[st]["rejects"].items()]
     if drops:
-        L += ["Dropped or set aside, by reason (details in each stage's `rejects.jsonl`):", ""]
-        L += _table(["stage", "reason", "count"], drops)
+        L += ["Dropped or set aside, by reason (details in each stage's rejects.jsonl):", ""]
+        L += _table(["stage", "what", "reason", "count"], drops)
     L += ["## Proxy reward models", ""]
     rows = []
     for a, m in r["proxy"]["aspects"].items():

@@ -30,7 +30,7 @@ def _local_fn(models) -> GapsFn:
 
 def score_stage(pairs_path: str | Path, models, aspects: Sequence[str], cfg,
                 out_dir: str | Path, margin_models=None, split: str | None = "train",
-                concurrency: int = 2, progress: bool = False) -> dict:
+                concurrency: int = 2, progress: bool = False, weights=None) -> dict:
     """Sharded score stage: pass 1 (gaps, local or Ray per ``cfg.score.engine``), pass 2 (q, PD).
 
     ``models``: the proxy stage's model folder (loaded in each worker), a ``ProxyModels``, or a
@@ -38,6 +38,7 @@ def score_stage(pairs_path: str | Path, models, aspects: Sequence[str], cfg,
     factory returning a gaps_fn. ``margin_models`` likewise for the unified model (optional).
     Writes ``out_dir/scores/part-*`` (gaps), ``out_dir/pd/part-*`` (the score table, same
     columns as ``score.score_table``) and ``out_dir/q.json``; re-running resumes.
+    ``weights``: per-aspect PD weights (``score.pd_weights``); None = equal.
     """
     from .ray_engine import ProxyGapsFactory
 
@@ -64,7 +65,7 @@ def score_stage(pairs_path: str | Path, models, aspects: Sequence[str], cfg,
                    else _local_fn(margin_models))
         run = score_sharded(pairs_path, fn, aspects, out_dir, s.shard_size, split=split,
                             margin_fn=mfn, progress=progress)
-    q = pd_pass(out_dir, aspects, s.gamma)
+    q = pd_pass(out_dir, aspects, s.gamma, weights)
     pd_sum, n = 0.0, 0
     for p in sorted((Path(out_dir) / PD_DIR).glob("part-*.parquet")):
         col = pq.read_table(p, columns=["pd"]).column("pd").to_numpy()

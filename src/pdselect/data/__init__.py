@@ -18,6 +18,7 @@ from ..rejects import RejectLog
 from ..schema import RatedTable
 from .generic import read_generic
 from .helpsteer2 import read_helpsteer2
+from .mqm import read_mqm
 from .pairs import PairsInput, read_pairs
 from .summeval import read_summeval
 from .ultrafeedback import read_ultrafeedback
@@ -33,6 +34,9 @@ READERS: dict[str, Reader] = {
     "helpsteer2": read_helpsteer2,
     "generic": read_generic,
     "pairs": read_pairs,
+    "mqm": read_mqm,
+    "mqm_ted_zhen": read_mqm,
+    "mqm_ted_ende": read_mqm,
 }
 
 

@@ -35,7 +35,7 @@ from pdselect.evaluate import roc_auc
 from pdselect.rejects import RejectLog
 from pdselect.reward import train_proxy_models, train_unified_model
 from pdselect.schema import public_view
-from pdselect.score import pd_rati_table, score_table
+from pdselect.score import pd_rati_table, pd_weights, score_table
 
 DATASETS = ["usr_topical_chat", "usr_persona_chat", "summeval_op"]
 
@@ -62,7 +62,8 @@ def evaluate_cell(cfg, train, aspects, seed: int, margin: bool = True) -> dict:
     if margin:
         unified = train_unified_model(public, cfg.proxy, seed)
         m = unified.gaps(public)[:, 0]
-    table, _ = score_table(public, gaps, aspects, cfg.score.gamma, m)
+    table, _ = score_table(public, gaps, aspects, cfg.score.gamma, m,
+                           pd_weights(cfg.score, aspects, models.metrics))
     rati = pd_rati_table(train, aspects, cfg.score.gamma)
     agrees = train["h_agrees_overall"].to_numpy(np.float64)
     known = ~np.isnan(agrees)

@@ -32,10 +32,10 @@ from .evaluate import conflict_rate, roc_auc
 from .pd import pd_from_gaps
 from .probe import probe_many
 from .rejects import RejectLog
-from .reward import train_proxy_models, train_unified_model
+from .reward import UNIFIED, train_proxy_models
 from .reward.frozen import features, make_store
 from .schema import delta_col, public_view
-from .score import label_index, pd_rati_table, score_table
+from .score import label_index, pd_rati_table, pd_weights, score_table
 from .select import make_selector
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,15 @@ def score_cell(cfg: RunConfig, train: pd.DataFrame, aspects: list[str], seed: in
     """PD, PD-nl, margin and PD-rati for every train pair (the selection pool)."""
     public = public_view(train)
     gamma = cfg.score.gamma
-    models = train_proxy_models(public, aspects, cfg.proxy, seed)
-    unified = train_unified_model(public, cfg.proxy, seed, diagnostics=False)
+    floor = cfg.aggregate.min_pairs_per_aspect  # the one floor (as in the pipeline)
+    models = train_proxy_models(public, aspects, cfg.proxy, seed, min_pairs=floor)
+    unified = train_proxy_models(public.assign(aspect=UNIFIED), [UNIFIED], cfg.proxy, seed,
+                                 min_pairs=floor, diagnostics=False)
     table, _ = score_table(public, models.gaps(public), aspects, gamma,
-                           unified.gaps(public)[:, 0])
+                           unified.gaps(public)[:, 0],
+                           pd_weights(cfg.score, aspects, models.metrics))
     nl_cfg = dataclasses.replace(cfg.proxy, rho=0.0, tau=None)
-    nl = train_proxy_models(public, aspects, nl_cfg, seed, diagnostics=False)
+    nl = train_proxy_models(public, aspects, nl_cfg, seed, min_pairs=floor, diagnostics=False)
     table["pd_nl"] = pd_from_gaps(nl.gaps(public), label_index(public["aspect"], aspects),
                                   gamma)[0]
     rati = pd_rati_table(train, aspects, gamma)

@@ -57,16 +57,42 @@ def check_pd(pd_: np.ndarray) -> None:
             "use more data per aspect, or select with select.method=random.")
 
 
+def pd_weights(score_cfg, aspects: list[str], metrics: dict[str, dict]) -> np.ndarray | None:
+    """The aspect weights w of PD for ``score.weighting`` (None: the paper's equal weights).
+
+    reliability: w_k = max(0, 2*acc_k - 1) from each proxy's held-out accuracy
+    (reward.diagnostics.reliability_weights); user: ``score.aspect_weights`` (default 1)."""
+    how = getattr(score_cfg, "weighting", "equal")
+    if how == "equal":
+        return None
+    if how == "reliability":
+        from .reward.diagnostics import reliability_weights
+        w = reliability_weights(metrics, aspects)
+    elif how == "user":
+        given = dict(getattr(score_cfg, "aspect_weights", {}) or {})
+        unknown = sorted(set(given) - set(aspects))
+        if unknown:
+            raise StageError(f"score.aspect_weights names aspects {unknown} that have no proxy "
+                             f"model (aspects: {aspects}). Fix: correct or remove them.")
+        w = np.array([float(given.get(a, 1.0)) for a in aspects])
+    else:
+        raise StageError(f"score.weighting={how!r}: expected equal, reliability or user.")
+    log.info("PD aspect weights (%s): %s", how, dict(zip(aspects, np.round(w, 4).tolist())))
+    return w
+
+
 def score_table(pairs: pd.DataFrame, gaps: np.ndarray, aspects: list[str], gamma: float,
-                margin: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
-    """Build the score table from raw proxy gaps (N, K). Returns (table, {aspect: q_k})."""
+                margin: np.ndarray | None = None,
+                weights: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+    """Build the score table from raw proxy gaps (N, K). Returns (table, {aspect: q_k}).
+    ``weights``: per-aspect PD weights (``pd_weights``); None = equal (the paper)."""
     if any(c.startswith(HIDDEN_PREFIX) for c in pairs.columns):
         raise StageError("score_table was given hidden columns; pass schema.public_view(pairs).")
     if gaps.shape != (len(pairs), len(aspects)):
         raise StageError(f"gaps have shape {gaps.shape}, expected {(len(pairs), len(aspects))}.")
     check_gaps(gaps, aspects, pairs["pair_id"].to_numpy())
     label = label_index(pairs["aspect"], aspects)
-    pd_, delta_n, q = pd_from_gaps(gaps, label, gamma)
+    pd_, delta_n, q = pd_from_gaps(gaps, label, gamma, weights)
     check_pd(pd_)
     out = pd.DataFrame({"pair_id": pairs["pair_id"].to_numpy(),
                         "aspect": pairs["aspect"].to_numpy()})

@@ -37,11 +37,17 @@ def train_proxy_models(train_pairs: pd.DataFrame, aspects: list[str], cfg, seed:
     """One length-debiased proxy reward model per aspect, trained on D_k (pairs labelled k).
 
     Raises StageError when an aspect has fewer than ``min_pairs`` pairs. Saves to ``out_dir``
-    when given (``ProxyModels.load`` reads it back).
+    when given (``ProxyModels.load`` reads it back). With ``cfg.cross_fit >= 2`` the models are
+    cross-fitted by input (reward/crossfit.py): ``gaps`` of a training pair is out of fold.
     """
-    backend = make_backend(cfg, out_dir)
-    models = train_models(train_pairs, list(aspects), cfg, seed, backend, progress, min_pairs,
-                          diagnostics)
+    if int(getattr(cfg, "cross_fit", 0) or 0) >= 2:
+        from .crossfit import train_cross_fitted
+        models = train_cross_fitted(train_pairs, list(aspects), cfg, seed, make_backend,
+                                    int(cfg.cross_fit), out_dir, progress, min_pairs,
+                                    diagnostics)
+    else:
+        models = train_models(train_pairs, list(aspects), cfg, seed, make_backend(cfg, out_dir),
+                              progress, min_pairs, diagnostics)
     if out_dir is not None:
         models.save(Path(out_dir))
     return models

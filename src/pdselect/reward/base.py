@@ -230,7 +230,8 @@ def train_models(pairs: pd.DataFrame, aspects: list[str], cfg, seed: int, backen
                 time.time() - t0)
     run_info = {"seconds": round(time.time() - t0, 3), "seed": seed, "backend": backend.name,
                 "n_pairs": int(len(pairs))}
-    return ProxyModels(list(aspects), metrics, scorer, run_info)
+    return ProxyModels(list(aspects), metrics, scorer, run_info,
+                       shrink=float(getattr(cfg, "uncertainty_shrink", 0.0) or 0.0))
 
 
 # ----------------------------------------------------------------------------- result
@@ -238,9 +239,13 @@ class ProxyModels:
     """K proxy reward models r_k behind one scorer. ``gaps`` is what the score stage uses."""
 
     def __init__(self, aspects: list[str], metrics: dict, scorer: Scorer,
-                 info: dict | None = None):
+                 info: dict | None = None, shrink: float = 0.0):
         self.aspects, self.metrics, self.scorer = list(aspects), metrics, scorer
         self.info = dict(info or {})  # run-level facts (seconds, seed, ...), not per aspect
+        # uncertainty-aware gaps (proxy.uncertainty_shrink = c): with an ensemble of M heads,
+        # gap = sign(mean) * max(0, |mean| - c * std) over members, so a gap the members do
+        # not agree on shrinks towards 0 and stops moving PD
+        self.shrink = float(shrink)
 
     @property
     def backend(self) -> str:
@@ -257,6 +262,12 @@ class ProxyModels:
         if len(pairs) == 0:
             return np.zeros((0, len(self.aspects)))
         table, cw, cl = unique_texts(pairs.reset_index(drop=True))
+        members = getattr(self.scorer, "member_rewards", None)
+        if self.shrink > 0 and members is not None and getattr(self.scorer, "members", 1) > 1:
+            R = members(table["input"].tolist(), table["response"].tolist(), progress)
+            G = R[cw] - R[cl]                                            # (N, K, M)
+            mean, sd = G.mean(-1), G.std(-1, ddof=1)
+            return np.sign(mean) * np.maximum(0.0, np.abs(mean) - self.shrink * sd)
         r = self.rewards(table["input"].tolist(), table["response"].tolist(), progress)
         return r[cw] - r[cl]
 
@@ -276,6 +287,9 @@ class ProxyModels:
             raise StageError(f"{f} does not exist: the proxy stage did not finish there. "
                              "Fix: re-run the proxy stage (pdselect run resumes it).")
         meta = json.loads(f.read_text())
+        if meta.get("cross_fit"):
+            from .crossfit import CrossFitModels
+            return CrossFitModels.load(out_dir, cfg)
         if meta["backend"] == "frozen_encoder":
             from .frozen import FrozenScorer
             scorer = FrozenScorer.load(out_dir, cfg)
@@ -284,5 +298,6 @@ class ProxyModels:
             scorer = TRLScorer.load(out_dir, cfg)
         else:
             raise StageError(f"{f}: unknown proxy backend {meta['backend']!r}.")
-        return cls(meta["aspects"], meta["metrics"], scorer, meta.get("info"))
+        return cls(meta["aspects"], meta["metrics"], scorer, meta.get("info"),
+                   shrink=float(getattr(cfg, "uncertainty_shrink", 0.0) or 0.0))
 

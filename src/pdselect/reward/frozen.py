@@ -58,10 +58,14 @@ class FrozenScorer:
         self.store, self.heads, self.members = store, heads, int(members)
         self.feature_mode, self.device = feature_mode, device
 
-    def rewards(self, inputs, responses, progress: bool = False) -> np.ndarray:
+    def member_rewards(self, inputs, responses, progress: bool = False) -> np.ndarray:
+        """(n, K, M) rewards of every ensemble member."""
         X = features(self.store, self.feature_mode, inputs, responses, progress)
         R = head_rewards(self.heads, X, self.device)                      # (n, K*M)
-        return R.reshape(len(X), -1, self.members).mean(-1)               # (n, K)
+        return R.reshape(len(X), -1, self.members)
+
+    def rewards(self, inputs, responses, progress: bool = False) -> np.ndarray:
+        return self.member_rewards(inputs, responses, progress).mean(-1)  # (n, K)
 
     def save(self, out_dir: Path) -> None:
         torch.save({k: v.cpu() for k, v in self.heads.state_dict().items()},

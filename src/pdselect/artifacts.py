@@ -15,6 +15,7 @@ written to a temporary name in the same folder and renamed (atomic on POSIX).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -201,7 +202,21 @@ class RunDir:
         return (self.root / name / MARKER).exists()
 
     def mark_done(self, name: str, info: dict | None = None) -> None:
-        write_json(self.root / name / MARKER, info or {})
+        """Write the stage's marker LAST, with the sha256 of every file the stage wrote, so a
+        later run can tell an intact artifact from a truncated or overwritten one."""
+        write_json(self.root / name / MARKER,
+                   {**(info or {}), "_files": stage_checksums(self.root, name)})
+
+    def corrupt_files(self, name: str) -> list[str]:
+        """Files of a finished stage that are missing or no longer match their checksum
+        (empty for markers of older versions, which recorded none)."""
+        recorded = read_json(self.root / name / MARKER).get("_files") or {}
+        bad = []
+        for rel, digest in recorded.items():
+            f = self.root / rel
+            if not f.is_file() or _sha256(f) != digest:
+                bad.append(rel)
+        return bad
 
     def reset(self, name: str, keep: tuple[str, ...] = ()) -> None:
         """Remove a stage's folder (used when a stage re-runs after an interruption), except
@@ -236,6 +251,28 @@ class RunDir:
                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **summary}
         m["environment"] = environment_info()
         write_json(self.manifest_path, m)
+
+
+#: files a stage writes into the run ROOT rather than its own folder
+ROOT_FILES = {"report": ("report.md", "report.json", "report.html")}
+
+
+def stage_checksums(root: Path, name: str) -> dict[str, str]:
+    """{path relative to the run dir: sha256} of a stage's files (its folder, minus the marker
+    and temp files, plus its files in the run root)."""
+    root = Path(root)
+    files = [f for f in sorted((root / name).rglob("*")) if f.is_file() and f.name != MARKER
+             and not f.name.startswith(".")] if (root / name).is_dir() else []
+    files += [root / f for f in ROOT_FILES.get(name, ()) if (root / f).is_file()]
+    return {str(f.relative_to(root)): _sha256(f) for f in files}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def git_sha() -> str | None:

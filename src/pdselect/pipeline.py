@@ -320,10 +320,15 @@ def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw)
     fp = config_fingerprint(cfg, name)
     if run.is_done(name) and not force:
         done = read_json(run.root / name / MARKER)
-        if done.get("_config") == fp:
+        bad = run.corrupt_files(name) if done.get("_config") == fp else []
+        if done.get("_config") == fp and not bad:
             log.info("%-9s skipped (finished earlier; see %s)", name, run.root / name)
             return done
-        log.info("%-9s config changed since it finished: running it again", name)
+        if bad:
+            log.warning("%-9s its artifacts %s are missing or corrupt (checksum mismatch since "
+                        "the stage finished): running it again", name, bad)
+        else:
+            log.info("%-9s config changed since it finished: running it again", name)
     for before in upstream(name):
         if not run.is_done(before):
             raise StageError(f"stage '{name}' needs '{before}' to have finished in {run.root}. "

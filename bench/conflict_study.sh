@@ -7,7 +7,7 @@ set -euo pipefail
 OUT=${1:-runs/conflict_study}
 SEEDS=${SEEDS:-"0 1 2 3 4"}
 DATASETS=${DATASETS:-"mqm_ted_zhen mqm_ted_ende summeval_op usr_topical_chat usr_persona_chat"}
-LEVELS=${LEVELS:-"natural 0.1 0.2 0.3"}
+LEVELS=${LEVELS:-"natural 0.2 0.3 0.1"}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
@@ -26,7 +26,6 @@ for ds in $DATASETS; do
       --variant "paper=" \
       --variant "crossfit=proxy.cross_fit=5" \
       --variant "crossfit+reliability=proxy.cross_fit=5 score.weighting=reliability" \
-      --variant "crossfit+multitask=proxy.cross_fit=5 proxy.multitask=true" \
       --out "$f.tmp" && mv "$f.tmp" "$f"
   done
 done

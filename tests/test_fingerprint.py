@@ -121,7 +121,7 @@ def test_failed_ingest_of_new_data_leaves_nothing_from_the_old(tiny, tmp_path):
     data, run_dir = tiny
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"question": "renamed fields", "text": "x", "help": 3}\n')
-    assert _run("run", *tiny_overrides(broken, run_dir)) == 2
+    assert _run("run", *tiny_overrides(broken, run_dir)) == 1  # a data error
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert written["data"]["path"] == str(broken)
     # no stage is marked done and no artifact of the old data remains
@@ -148,3 +148,14 @@ def test_copied_run_dir_resumes(tiny, tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert main(["select", *tiny_overrides(data, copy)]) == 0
     assert "select    skipped" in caplog.text and "ingest    skipped" in caplog.text
+
+
+def test_a_second_input_file_counts_too(tmp_path):
+    """HelpSteer2's preference file is read beside data.path: editing it changes the digest."""
+    data = write_tiny(tmp_path / "d.jsonl")
+    pref = tmp_path / "preference.jsonl"
+    pref.write_text('{"a": 1}\n')
+    cfg = DataConfig(source="helpsteer2", path=str(data), preference_path=str(pref))
+    before = input_fingerprint(cfg)["digest"]
+    pref.write_text('{"a": 2}\n')
+    assert input_fingerprint(cfg)["digest"] != before

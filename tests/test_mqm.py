@@ -277,4 +277,4 @@ def test_pipeline_smoke_on_bundled_zhen(tmp_path):
                       ["data.max_rows=400", f"run_dir={tmp_path / 'run'}", "proxy.epochs=50",
                        "aggregate.min_pairs_per_aspect=2"])
     run = Path(run_pipeline(cfg))
-    assert (run / "select" / "dpo.parquet").exists() and (run / "report.md").exists()
+    assert (run / "select" / "dpo" / "train-00000.parquet").exists() and (run / "report.md").exists()

@@ -16,6 +16,12 @@ chosen == rejected cannot happen (the readers enforce the same rules row by row)
 
 Splits are by INPUT (never by pair), so no test response is seen in training. The conflict
 level, when set, subsamples the TRAIN pairs only (METHOD.md 4).
+
+Hold-out **[choice]** (:func:`holdout_rule`): ``test_fraction: auto`` (the default) holds 30% of
+the inputs out only when the data has an overall label to evaluate against (an overall rating,
+HelpSteer2's preference file, HelpSteer3, UltraFeedback, or a bundled evaluation set);
+otherwise every pair stays in the selection pool. A number is used as given. The aggregate
+stage's ``meta.json`` records what was done under ``holdout``.
 """
 
 from __future__ import annotations
@@ -177,6 +183,33 @@ def _cap_per_input(input_ids: np.ndarray, cap: int, rng: np.random.Generator) ->
     return rank.to_numpy() <= cap
 
 
+AUTO_TEST_FRACTION = 0.3
+# bundled evaluation sets: their overall (or, for SummEval-OP, the mean of the rescaled aspects,
+# the benchmark's own protocol) is what the paper evaluates against
+EVAL_SOURCES = {"usr_topical_chat", "usr_persona_chat", "summeval_op", "mqm_ted_zhen",
+                "mqm_ted_ende"}
+
+
+def holdout_rule(cfg: AggregateConfig, has_overall: bool, source: str) -> tuple[float, str]:
+    """(share of inputs held out, the sentence the report shows) for ``cfg.test_fraction``."""
+    tf = cfg.test_fraction
+    if tf != "auto":
+        tf = float(tf)
+        if tf > 0:
+            return tf, (f"{tf:.0%} of inputs held out for evaluation "
+                        f"(aggregate.test_fraction={tf:g})")
+        return 0.0, ("none: every input's pairs are in the selection pool "
+                     "(aggregate.test_fraction=0)")
+    if has_overall or source in EVAL_SOURCES:
+        why = ("the data has an overall label" if has_overall else
+               f"{source} is a bundled evaluation set")
+        return AUTO_TEST_FRACTION, (f"{AUTO_TEST_FRACTION:.0%} of inputs held out for "
+                                    f"evaluation (aggregate.test_fraction=auto: {why})")
+    return 0.0, ("none: every input's pairs are in the selection pool (aggregate.test_fraction="
+                 "auto: the data has no overall label to evaluate against; set "
+                 "aggregate.test_fraction=0.3 to hold inputs out anyway)")
+
+
 def split_by_input(pairs: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
     """Mark whole inputs as test: ceil(test_fraction * n_inputs), seeded."""
     inputs = np.array(sorted(pairs["input_id"].unique()))
@@ -238,7 +271,7 @@ def aggregate(rated: RatedTable, cfg: AggregateConfig, seed: int,
     if pairs.empty:
         raise StageError("no response pair could be formed (every input has one response, or "
                          "every pair is tied). Check the input data and data.aspects.")
-    pairs = split_by_input(pairs, cfg.test_fraction, seed)
+    pairs = split_by_input(pairs, holdout_rule(cfg, rated.has_overall, rated.source)[0], seed)
     if cfg.conflict_level is not None:
         pairs = apply_conflict_level(pairs, cfg.conflict_level, seed, rejects)
     # every rated aspect needs its proxy model, so one with 0 or too few pairs is an error
@@ -265,6 +298,6 @@ def from_pairs_input(df: pd.DataFrame, cfg: AggregateConfig, seed: int,
     out["len_chosen"] = out["chosen"].str.len()
     out["len_rejected"] = out["rejected"].str.len()
     out["split"] = "train"
-    out = split_by_input(out, cfg.test_fraction, seed)
+    out = split_by_input(out, holdout_rule(cfg, False, "pairs")[0], seed)
     check_aspect_counts(out, sorted(out["aspect"].unique()), cfg.min_pairs_per_aspect)
     return out[PAIR_BASE]

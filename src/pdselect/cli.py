@@ -6,6 +6,13 @@
     pdselect validate --config ... [--full]                      check config + input, no training
     pdselect experiment --config configs/experiment_cpu.yaml     the paper's grid, measured
     pdselect config [--fields]                                   resolved config / field help
+    pdselect init --data FILE [--out CFG]                        sniff a file, write a config
+    pdselect init --example NAME [--out CFG]                     copy a shipped example config
+
+-q / -v / --debug are accepted before or after the subcommand. Exit status: 0 ok, 1 a data or
+runtime error (bad input, a stage that cannot run), 2 a usage error (bad arguments, config
+key/value or run directory). An expected error prints one line, ``pdselect: error: ...``;
+``--debug`` adds its traceback.
 """
 
 from __future__ import annotations
@@ -14,63 +21,135 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 
-from .errors import PDSelectError
+from .errors import ConfigError, PDSelectError
 
 STAGE_CMDS = ["ingest", "aggregate", "proxy", "score", "select", "report", "align", "eval"]
 
 
+def _verbosity() -> argparse.ArgumentParser:
+    """-v/-q/--debug for the main parser AND every subcommand (SUPPRESS: a flag given at either
+    place survives, the other level does not reset it)."""
+    v = argparse.ArgumentParser(add_help=False)
+    v.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="debug logging (per-text cache lines, ...)")
+    v.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="warnings only, no progress bars")
+    v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on an error, show its traceback (and log at debug level)")
+    return v
+
+
 def make_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    verbosity = _verbosity()
     p = argparse.ArgumentParser(prog="pdselect", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[verbosity])
+    p.add_argument("--version", action="version", version=f"pdselect {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name, help_):
+        return sub.add_parser(name, help=help_, parents=[verbosity])
 
     def common(sp):
         sp.add_argument("--config", "-c", help="YAML config file")
-        sp.add_argument("overrides", nargs="*", help="dotted overrides, e.g. select.budget=0.5")
+        sp.add_argument("overrides", nargs="*", help="dotted overrides, e.g. select.budget=0.5 "
+                        "(key=null removes a mapping entry, e.g. data.columns.overall=null)")
 
-    sp = sub.add_parser("run", help="run every stage (finished ones are skipped)")
+    sp = add("run", "run every stage (finished ones are skipped)")
     common(sp)
     sp.add_argument("--force", action="store_true", help="re-run finished stages too")
     for name in STAGE_CMDS:
-        sp = sub.add_parser(name, help=f"run the {name} stage only")
+        sp = add(name, f"run the {name} stage only")
         common(sp)
         sp.add_argument("--force", action="store_true", help="re-run even if finished")
-    sp = sub.add_parser("validate", help="check the config and the input schema; trains nothing")
+    sp = add("validate", "check the config and the input schema; trains nothing")
     common(sp)
     sp.add_argument("--full", action="store_true", help="read every row, not just the first ones")
-    sp = sub.add_parser("experiment", help="the paper's method x conflict x budget x seed grid")
+    sp = add("experiment", "the paper's method x conflict x budget x seed grid")
     common(sp)
     sp.add_argument("--out", default="runs/experiment", help="output folder")
-    sp = sub.add_parser("config", help="print the resolved config, or every field's help")
+    sp = add("config", "print the resolved config, or every field's help")
     common(sp)
     sp.add_argument("--fields", action="store_true", help="list every key with default and help")
+    sp = add("init", "write a commented config for a data file (sniffed: format, shape, "
+                     "columns, scales, overall), or copy a shipped example")
+    what = sp.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="the data file (or folder) to write a config for")
+    what.add_argument("--example", help="a shipped example: " + ", ".join(_examples()))
+    sp.add_argument("--out", help="config file to write (default: pdselect.yaml; for "
+                    "--example: <name>.yaml)")
+    sp.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    sp.add_argument("--no-check", action="store_true",
+                    help="do not run `validate --full` on the written config")
     return p
 
 
+def _examples() -> list[str]:
+    """The shipped example configs (pdselect/examples/*.yaml), without importing the readers."""
+    from pathlib import Path
+
+    return sorted(p.stem for p in (Path(__file__).parent / "examples").glob("*.yaml"))
+
+
+def log_level(args) -> int:
+    if getattr(args, "verbose", False) or getattr(args, "debug", False):
+        return logging.DEBUG
+    return logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+
+
 def _setup_logging(args) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(level=log_level(args), datefmt="%H:%M:%S",
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(part.strip() for part in str(e).splitlines() if part.strip()) or \
+        type(e).__name__
+
+
+def exit_code(e: BaseException) -> int:
+    """2 for usage errors (arguments, config values, the run directory), else 1."""
+    from .artifacts import RunDirError
+
+    return 2 if isinstance(e, (ConfigError, RunDirError)) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     _setup_logging(args)
+    debug = getattr(args, "debug", False)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    progress = not args.quiet and sys.stderr.isatty()
+    progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
     try:
         return _dispatch(args, progress)
     except PDSelectError as e:
-        print(f"pdselect: error: {e}", file=sys.stderr)
-        return 2
+        if debug:
+            traceback.print_exc()
+        print(f"pdselect: error: {_one_line(e)}", file=sys.stderr)
+        return exit_code(e)
+    except (OSError, ImportError, MemoryError) as e:  # a missing model folder/package, disk full
+        if debug:
+            traceback.print_exc()
+        print(f"pdselect: error: {type(e).__name__}: {_one_line(e)}"
+              + ("" if debug else " (run with --debug for the traceback)"), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pdselect: interrupted", file=sys.stderr)
+        return 130
 
 
 def _dispatch(args, progress: bool) -> int:
     from .config import describe_fields, load_config
 
+    if args.cmd == "init":
+        from .data.sniff import init_command
+
+        return init_command(data=args.data, example=args.example, out=args.out,
+                            force=args.force, check=not args.no_check)
     if args.cmd == "config" and args.fields:
         for key, default, help_ in describe_fields():
             print(f"{key} = {default}\n    {help_}")
@@ -103,9 +182,14 @@ def _dispatch(args, progress: bool) -> int:
     stages = None if args.cmd == "run" else [args.cmd]
     root = run_pipeline(cfg, stages=stages, progress=progress, force=args.force)
     if args.cmd in ("run", "report"):
-        print(f"report: {root / 'report.md'}")
+        import json
+
+        html = root / "report.html"
+        print(f"report: {root / 'report.md'}" + (f" and {html}" if html.exists() else ""))
         print(f"selection: {root / 'select' / 'selection.parquet'}")
-        print(f"TRL-ready dataset: {root / 'select' / ('dpo.' + cfg.select.output_format)}")
+        meta = root / "select" / "meta.json"
+        dataset = json.loads(meta.read_text()).get("dataset") if meta.exists() else None
+        print(f"TRL-ready dataset: {dataset or root / 'select'}")
     else:
         print(f"{args.cmd}: done -> {root / args.cmd}")
         if args.cmd == "eval":

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
@@ -33,16 +33,42 @@ def _f(default: Any, help: str, **kw):  # noqa: A002 - mirrors argparse's name
 @dataclass
 class DataConfig:
     source: Literal["usr_topical_chat", "usr_persona_chat", "summeval_op", "ultrafeedback",
-                    "helpsteer2", "generic", "pairs", "mqm", "mqm_ted_zhen", "mqm_ted_ende"] = _f(
+                    "helpsteer2", "helpsteer3", "generic", "pairs", "mqm", "mqm_ted_zhen",
+                    "mqm_ted_ende"] = _f(
         "usr_topical_chat", "Which reader to use. The usr_*, summeval_op and mqm_ted_* sources "
         "default to the copies bundled with pdselect; mqm reads a WMT MQM TSV from data.path.")
     path: str = _f("", "Local JSON/JSONL/Parquet file or folder, or a Hugging Face dataset id. "
                        "Empty: the bundled copy (usr_*, summeval_op, mqm_ted_* only).")
     hf_split: str = _f("train", "Split to read when `path` is a Hugging Face dataset id.")
-    aspects: list[str] = _f([], "Aspects to keep (empty: every aspect the source rates).")
+    revision: str = _f("", "Hugging Face dataset id only: the git revision (commit sha, tag or "
+                           "branch) to load, passed to datasets.load_dataset(revision=...). "
+                           "Empty: the default branch.")
+    config: str = _f("", "Hugging Face dataset id only: the dataset's configuration (subset) "
+                         "name, passed to datasets.load_dataset(name=...). Empty: the default.")
+    data_dir: str = _f("", "Hugging Face dataset id only: a folder inside the dataset repo, "
+                           "passed to datasets.load_dataset(data_dir=...).")
+    aspects: list[str] = _f([], "Aspects to keep (empty: every aspect the source rates). generic "
+                                "source: a listed aspect with a column of the same name needs "
+                                "no data.aspect_columns entry.")
+    shape: Literal["auto", "wide", "long"] = _f(
+        "auto", "generic source only: wide = one row per response, one column per aspect; "
+                "long = one row per response x aspect (columns aspect + rating). auto: long "
+                "when data.columns maps aspect/rating, or the file has an 'aspect' column and "
+                "no aspect column is mapped; else wide.")
     columns: dict[str, str] = _f({}, "generic source only: map of canonical name -> your column. "
-                                     "Canonical names: input, response, input_id, overall.")
-    aspect_columns: dict[str, str] = _f({}, "generic source only: map of aspect name -> column.")
+                                     "Canonical names: input, response, input_id, response_id, "
+                                     "overall; long shape also aspect, rating. A name the file "
+                                     "already uses (input or prompt, response, input_id, "
+                                     "response_id, overall; aspect, rating or score) needs no "
+                                     "entry. `data.columns.X=null` removes an entry.")
+    aspect_columns: dict[str, str] = _f({}, "generic source only (wide shape): map of aspect "
+                                            "name -> column.")
+    preference_path: str = _f("", "helpsteer2 only: HelpSteer2's pairwise preference file "
+                                  "(preference/preference.jsonl.gz: prompt, response_1, "
+                                  "response_2, preference_strength -3..3, negative = response_1 "
+                                  "better), read as the hidden overall label of each pair "
+                                  "(evaluation only). Records of that schema inside data.path "
+                                  "are used the same way.")
     scales: dict[str, list[float]] = _f({}, "generic source only: aspect (or 'overall') -> "
                                             "[min, max] of its rating scale; out-of-scale ratings "
                                             "are rejected.")
@@ -70,7 +96,12 @@ class AggregateConfig:
     conflict_level: Optional[float] = _f(
         None, "Target share of train pairs whose aspect label disagrees with the overall "
               "preference (e.g. 0.1, 0.2, 0.3). None: natural level, no subsampling.")
-    test_fraction: float = _f(0.3, "Share of INPUTS held out for evaluation (split by input).")
+    test_fraction: Union[float, Literal["auto"]] = _f(
+        "auto", "Share of INPUTS held out for evaluation (split by input; the held-out inputs "
+                "are never selected from). auto: 0.3 when the data has an overall label (the "
+                "bundled sets, an overall column, ultrafeedback, helpsteer2 with its preference "
+                "file, helpsteer3), else 0 (select from all pairs). The aggregate stage's "
+                "meta.json 'holdout' says which was done.")
     min_pairs_per_aspect: int = _f(8, "An aspect with fewer train pairs cannot train a proxy "
                                       "model; the run stops with a message naming it.")
     max_pairs_per_input: Optional[int] = _f(None, "Cap on pairs per input (seeded sample); "
@@ -132,7 +163,11 @@ class ProxyConfig:
     val_fraction: float = _f(0.2, "Share of each D_k held out (by input) for proxy accuracy.")
     batch_size: int = _f(64, "Encoder batch size for embedding.")
     device: str = _f("cpu", "torch device for encoding / training (cpu, cuda, cuda:1, mps).")
-    dtype: Literal["float32", "bfloat16", "float16"] = _f("float32", "Encoder dtype.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _f(
+        "auto", "Encoder precision. bfloat16/float16: the forward runs under torch.autocast "
+                "(CPU and CUDA), embeddings stay float32; part of the cache key. auto: "
+                "bfloat16 on a CPU with AVX-512-BF16/AMX (2.7x faster there, same conflict "
+                "AUC, docs/BENCHMARKS.md), float32 elsewhere (GPUs included until measured).")
     cache_dir: str = _f("", "Embedding cache folder (content-hashed; reused across runs). "
                             "Empty: $PDSELECT_CACHE or ~/.cache/pdselect.")
     # trl backend
@@ -149,7 +184,16 @@ class ScoreConfig:
                            "clipping to [-1, 1] (METHOD.md 3.4).")
     engine: Literal["local", "ray"] = _f("local", "local: this process. ray: Ray Data "
                                                   "map_batches over Parquet shards.")
-    ray_address: str = _f("", "Ray cluster address for engine=ray; empty starts a local Ray.")
+    ray_address: str = _f("", "Ray cluster address for engine=ray ('auto', 'ray://host:10001', "
+                              "...); empty starts a local Ray. README, Scale: what each worker "
+                              "needs.")
+    ray_actors: int = _f(2, "engine=ray: size of the fixed actor pool; each actor loads the "
+                            "proxy models once and scores batches of pairs.")
+    ray_cpus_per_actor: float = _f(1.0, "engine=ray: CPUs reserved per actor (also its torch "
+                                        "threads).")
+    ray_gpus_per_actor: float = _f(0.0, "engine=ray: GPUs per actor (fractions share a GPU, "
+                                        "e.g. 0.5); an actor with a GPU encodes on cuda.")
+    ray_batch_size: int = _f(4096, "engine=ray: pairs per map_batches call.")
     shard_size: int = _f(100_000, "Pairs per Parquet shard for streamed/resumable scoring.")
     margin_model: bool = _f(True, "Also train one unified reward model on all pairs for the "
                                   "RAF-style margin baseline.")
@@ -174,7 +218,17 @@ class SelectConfig:
                                          "their pair counts, then select within each.")
     compare: list[str] = _f(["pd", "pd_rati", "margin", "random"],
                             "Selectors compared side by side in the report.")
-    output_format: Literal["parquet", "jsonl"] = _f("parquet", "Format of the TRL-ready dataset.")
+    output_format: Literal["parquet", "jsonl"] = _f(
+        "parquet", "File format of the TRL-ready dataset, written alone in select/dpo/ "
+                   "(train-00000.parquet or .jsonl) so `load_dataset(<run>/select/dpo)` and "
+                   "`trl dpo --dataset_name <run>/select/dpo` read it.")
+    chat_format: Literal["standard", "conversational"] = _f(
+        "standard", "TRL dataset format. standard: prompt/chosen/rejected as text. "
+                    "conversational: message lists (prompt = user message(s), chosen/rejected "
+                    "= one assistant message), exactly what `pdselect align` trains on; TRL "
+                    "then applies the policy's chat template.")
+    inspect_top: int = _f(10, "Kept and dropped pairs listed (each) in report.html, with their "
+                              "per-aspect gaps; every pair is in select/inspect.parquet.")
 
 
 @dataclass
@@ -261,7 +315,7 @@ def _validate_values(cfg: RunConfig) -> None:
     for key, (lo, hi, lo_inc) in _RANGES.items():
         section, name = key.split(".")
         v = getattr(getattr(cfg, section), name)
-        if v is None:
+        if v is None or isinstance(v, str):  # None / "auto"
             continue
         ok = (v >= lo if lo_inc else v > lo) and v <= hi and not math.isnan(v)
         if not ok:
@@ -298,7 +352,8 @@ def _validate_values(cfg: RunConfig) -> None:
         raise ConfigError("data.path", "source 'mqm' has no bundled copy.",
                           "set data.path to a WMT MQM TSV (.tsv, .tsv.gz, .tar.gz) or folder, "
                           "or use source mqm_ted_zhen / mqm_ted_ende (bundled).")
-    if cfg.data.source in ("ultrafeedback", "helpsteer2", "generic", "pairs") and not cfg.data.path:
+    if cfg.data.source in ("ultrafeedback", "helpsteer2", "helpsteer3", "generic",
+                           "pairs") and not cfg.data.path:
         raise ConfigError("data.path", f"source {cfg.data.source!r} has no bundled copy.",
                           "set data.path to a local file or a Hugging Face dataset id.")
     for k, w in cfg.data.mqm_weights.items():
@@ -352,7 +407,9 @@ _POSITIVE: list[tuple[str, float, bool]] = [
     ("align.batch_size", 1, False), ("align.grad_accum", 1, False),
     ("align.max_length", 1, False), ("align.lora_r", 1, False),
     ("eval.n_generate", 0, False), ("eval.max_new_tokens", 1, False),
-    ("experiment.dpo_eval_pairs", 0, False),
+    ("experiment.dpo_eval_pairs", 0, False), ("select.inspect_top", 0, False),
+    ("score.ray_actors", 1, False), ("score.ray_batch_size", 1, False),
+    ("score.ray_cpus_per_actor", 0, False), ("score.ray_gpus_per_actor", 0, False),
 ]
 
 
@@ -518,20 +575,32 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(key, inner[0], value)
+        errors = []
+        for tp_ in inner:  # e.g. Union[float, Literal["auto"]]: the first type that fits
+            try:
+                return _coerce(key, tp_, value)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(key, errors[0].problem, " Or: ".join(e.fix for e in errors if e.fix))
     if origin is Literal:
         if value not in args:
             raise ConfigError(key, f"{value!r} is not allowed.",
                               f"choose one of {list(args)}" + _hint(str(value), map(str, args)))
         return value
     if origin is list:
+        if value is None:  # `key=null` on the command line empties a list
+            return []
         if not isinstance(value, list):
             raise ConfigError(key, f"{value!r} is not a list.", "write a YAML list, e.g. [a, b].")
         return [_coerce(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
     if origin is dict:
+        if value is None:  # `data.columns=null` unsets the whole mapping
+            return {}
         if not isinstance(value, dict):
             raise ConfigError(key, f"{value!r} is not a mapping.", "write a YAML mapping.")
-        return {str(k): _coerce(f"{key}.{k}", args[1], v) for k, v in value.items()}
+        # `data.columns.input=null` unsets one entry (a value no mapping can hold)
+        return {str(k): _coerce(f"{key}.{k}", args[1], v) for k, v in value.items()
+                if v is not None}
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
             try:

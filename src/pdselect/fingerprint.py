@@ -63,8 +63,12 @@ def input_fingerprint(data_cfg) -> dict:
         root = p
     else:  # empty path: a bundled copy (a source without one is refused before any stage)
         root = BUNDLED_DIR
+    # a second input file some sources read (HelpSteer2's pairwise preference file) counts too
+    extra = [Path(x).expanduser() for x in (getattr(data_cfg, "preference_path", "") or "",)
+             if x and Path(x).expanduser().exists()]
     try:
         entries = [_file_entry(f) for f in input_files(root)]
+        entries += [_file_entry(f) for x in extra for f in input_files(x)]
     except OSError as e:  # unreadable input: the reader reports it with file and fix
         return {"kind": "unreadable", "path": str(root), "error": str(e), "digest": ""}
     blob = json.dumps(entries, sort_keys=True)

@@ -84,6 +84,10 @@ def stage_aggregate(cfg: RunConfig, run: RunDir) -> dict:
     summary = {"n_pairs": len(pairs), "n_train": len(train), "n_test": len(pairs) - len(train),
                "aspects": aspects, "pairs_per_aspect": train["aspect"].value_counts().to_dict(),
                "rejects": rejects.counts()}
+    from .aggregate import holdout_rule
+
+    summary["holdout"] = holdout_rule(cfg.aggregate, bool(meta.get("has_overall")),
+                                      meta["source"])[1]
     if "h_agrees_overall" in pairs.columns:
         from .evaluate import conflict_rate
 
@@ -190,6 +194,7 @@ def load_score_pool(run: RunDir) -> pd.DataFrame:
 
 
 def stage_select(cfg: RunConfig, run: RunDir) -> dict:
+    from .export import inspect_table, length_stats, pd_cutoff, trl_table, write_trl_dataset
     from .select import make_selector
     from .validate import check_budget
 
@@ -209,32 +214,38 @@ def stage_select(cfg: RunConfig, run: RunDir) -> dict:
             table[col] = pool[col].to_numpy()
     out = run.stage("select")
     write_parquet(out / "selection.parquet", table)
-    pairs = public_view(_train_pairs(run)).merge(table[["pair_id", "selected", "rank"]],
-                                                 on="pair_id", validate="1:1")
-    chosen = pairs[pairs["selected"]].sort_values("rank", kind="mergesort")
-    trl = pd.DataFrame({"prompt": chosen["input"], "chosen": chosen["chosen"],
-                        "rejected": chosen["rejected"], "pair_id": chosen["pair_id"],
-                        "aspect": chosen["aspect"]})
-    trl = trl.merge(pool[["pair_id", "pd"]], on="pair_id", how="left")
-    if s.output_format == "jsonl":
-        from .artifacts import write_jsonl
-
-        write_jsonl(out / "dpo.jsonl", trl.to_dict("records"))
-    else:
-        write_parquet(out / "dpo.parquet", trl)
+    inspect = inspect_table(public_view(_train_pairs(run)), pool, table)
+    write_parquet(out / "inspect.parquet", inspect)
+    # the TRL dataset alone in its folder: load_dataset(<run>/select/dpo), trl dpo --dataset_name
+    data_file = write_trl_dataset(out / "dpo", trl_table(inspect, s.chat_format), s.output_format)
+    cut = pd_cutoff(inspect, s.method)
+    before, after = length_stats(inspect), length_stats(inspect[inspect["kept"]])
     summary = {"method": s.method, "n_pool": len(pool), "n_selected": int(mask.sum()),
-               "dataset": str(out / ("dpo.jsonl" if s.output_format == "jsonl" else "dpo.parquet"))}
+               "dataset": str(out / "dpo"), "data_file": str(data_file),
+               "chat_format": s.chat_format, "pd_cutoff": cut,
+               "length_pool": before, "length_kept": after}
+    if cut is not None:
+        log.info("select    kept %d of %d pairs: PD %s %.4f (the cut-off); chosen longer in "
+                 "%.0f%% of kept pairs vs %.0f%% of the pool", summary["n_selected"], len(pool),
+                 "<=" if s.method == "pd" else ">=", cut, 100 * after.get("share_chosen_longer", 0),
+                 100 * before.get("share_chosen_longer", 0))
     write_json(out / "meta.json", summary)
     return summary
 
 
 def stage_report(cfg: RunConfig, run: RunDir) -> dict:
     from .report import build_report
+    from .report_html import render_html, write_figures
 
     report, markdown = build_report(cfg, run)
+    for w in report["warnings"]:
+        log.warning("report: %s", w)
+    figures = write_figures(report, run, run.stage("report"))  # PNGs in <run>/report/
     write_json(run.root / "report.json", report)
     write_text(run.root / "report.md", markdown)
-    return {"report": str(run.root / "report.md")}
+    write_text(run.root / "report.html", render_html(report, cfg, figures))
+    return {"report": str(run.root / "report.md"), "html": str(run.root / "report.html"),
+            "n_warnings": len(report["warnings"])}
 
 
 def _stage_align(cfg: RunConfig, run: RunDir) -> dict:
@@ -310,7 +321,9 @@ def invalidate_stale(cfg: RunConfig, run: RunDir) -> list[str]:
 
 def _drop_stage(run: RunDir, name: str) -> None:
     if name == "report":
-        for f in ("report.md", "report.json"):
+        from .artifacts import ROOT_FILES
+
+        for f in ROOT_FILES["report"]:
             (run.root / f).unlink(missing_ok=True)
     run.reset(name)
 

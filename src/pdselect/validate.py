@@ -86,6 +86,12 @@ def check_pairs(cfg: RunConfig, pairs: pd.DataFrame, aspects: list[str]) -> None
             raise StageError(f"the data has an aspect named {a!r}, which {problem}: it would "
                              "overwrite a column of the pair or score tables. Fix: rename "
                              "that aspect in the data (or map it with data.aspect_columns).")
+    if len(aspects) < 2:
+        raise StageError(f"PD needs at least two aspects, and the pairs have {len(aspects)} "
+                         f"({', '.join(map(repr, aspects)) or 'none'}): a pair's PD is how much "
+                         "the OTHER aspects disagree with its label, so with one aspect it is 0 "
+                         "everywhere. Fix: rate (or map) two or more aspects, e.g. "
+                         "data.aspects=[a, b].")
     check_aspect_counts(pairs, list(aspects), cfg.aggregate.min_pairs_per_aspect)
     train = pairs[pairs["split"] == "train"]
     check_budget(cfg, len(train))
@@ -141,6 +147,10 @@ def validate(cfg: RunConfig, full: bool = False) -> ValidationReport:
         rep.fail(msg)
         return rep
     train = pairs[pairs["split"] == "train"]
+    from .aggregate import holdout_rule
+
+    rep.add("hold-out: " + holdout_rule(cfg.aggregate, getattr(got, "has_overall", False),
+                                        got.source)[1])
     rep.add(f"pairs: {len(pairs)} ({len(train)} train), per aspect "
             f"{train['aspect'].value_counts().sort_index().to_dict()}")
     for reason, n in agg_rejects.counts().items():

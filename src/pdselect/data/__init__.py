@@ -18,6 +18,7 @@ from ..rejects import RejectLog
 from ..schema import RatedTable
 from .generic import read_generic
 from .helpsteer2 import read_helpsteer2
+from .helpsteer3 import read_helpsteer3
 from .mqm import read_mqm
 from .pairs import PairsInput, read_pairs
 from .summeval import read_summeval
@@ -32,6 +33,7 @@ READERS: dict[str, Reader] = {
     "summeval_op": read_summeval,
     "ultrafeedback": read_ultrafeedback,
     "helpsteer2": read_helpsteer2,
+    "helpsteer3": read_helpsteer3,
     "generic": read_generic,
     "pairs": read_pairs,
     "mqm": read_mqm,

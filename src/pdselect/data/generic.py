@@ -1,56 +1,200 @@
-"""Any long table (one row per response) mapped onto the RatedTable by the config:
+"""Your own rated table, in either shape, mapped onto the RatedTable by the config.
 
-    data: {source: generic, path: my.jsonl,
-           columns: {input: question, response: answer, input_id: qid, overall: score},
-           aspect_columns: {accuracy: acc, style: sty},
-           scales: {accuracy: [1, 5], style: [1, 5], overall: [1, 10]}}
+Wide (one row per response, one column per aspect)::
 
-``input`` and ``response`` are required; without ``input_id`` the id is sha1(input).
-``response_id`` = input_id + sha1(response), so a repeated answer to one input is a duplicate.
-One ``input_id`` with two different input texts is rejected (the first text is kept); input
-and response may be text or chat-message lists (rendered by rows.to_text), nothing else.
+    question,answer,accuracy,style          data: {source: generic, path: my.csv,
+    "2+2?","4",5,3                                 columns: {input: question, response: answer},
+    "2+2?","5",1,4                                 aspects: [accuracy, style],
+                                                   scales: {accuracy: [1, 5], style: [1, 5]}}
+
+Long (one row per response x aspect; ``data.shape: long``, or detected)::
+
+    {"prompt": "2+2?", "response": "4", "aspect": "accuracy", "rating": 5}
+    {"prompt": "2+2?", "response": "4", "aspect": "style", "rating": 3}
+
+Columns the file already names ``input`` (or ``prompt``), ``response``, ``input_id``,
+``response_id``, ``overall`` and, for the long shape, ``aspect`` and ``rating`` (or ``score``)
+need no ``data.columns`` entry; in the wide shape an aspect listed in ``data.aspects`` with a
+column of the same name needs no ``data.aspect_columns`` entry (``data.aspect_columns`` maps
+aspect name -> column otherwise). Every mapping problem of a file is reported at once, in one
+error, with the closest column of the FILE for a misspelt name.
+
+Ids: without ``input_id`` the id is sha1(input); ``response_id`` = input_id + (the mapped
+response_id column, else sha1(response)), so a repeated answer to one input is a duplicate and
+rejected (counted). One ``input_id`` with two different input texts is rejected (the first text
+is kept); input and response may be text or chat-message lists (rendered by rows.to_text).
+
+Long shape: the rows of one response (same input_id and response_id, else the same response
+text) are merged; an aspect value ``overall`` is the overall rating (as is an ``overall`` column,
+whose value must then agree across the response's rows). A second rating of the same aspect for
+one response is rejected ("rating given twice ..."); rows of aspects left out by
+``data.aspects`` are counted ("aspect not selected").
+
 An aspect without a scale is not range-checked; its scale is then the observed min-max (logged),
-because later stages need some scale to normalise by.
+because later stages need some scale to normalise by. Without an overall, the overall
+preference used for evaluation is the mean of the aspects rescaled to [0, 1] (aggregate.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import itertools
 import logging
+from dataclasses import dataclass, field
 
 from ..config import DataConfig
 from ..errors import InputError
 from ..rejects import RejectLog
 from ..schema import RatedTable
 from .loading import iter_records, resolve_path
-from .rows import TableBuilder, select_aspects, short_hash, shown
+from .rows import TableBuilder, parse_rating, select_aspects, short_hash, shown
 
 log = logging.getLogger(__name__)
-CANONICAL = ("input", "response", "input_id", "overall")
+CANONICAL = ("input", "response", "input_id", "response_id", "overall")
+LONG_ONLY = ("aspect", "rating")
+# the column names that need no mapping, tried in order
+DEFAULT_NAMES = {"input": ("input", "prompt"), "response": ("response",),
+                 "input_id": ("input_id",), "response_id": ("response_id",),
+                 "overall": ("overall",), "aspect": ("aspect",), "rating": ("rating", "score")}
+PEEK = 200  # records whose keys name the file's columns
 
 
-def _check_config(cfg: DataConfig, path: str) -> None:
+@dataclass
+class Mapping:
+    """The config resolved against one file's columns."""
+
+    shape: str
+    cols: dict[str, str]  # canonical name -> column
+    aspect_columns: dict[str, str] = field(default_factory=dict)  # wide: aspect -> column
+
+
+def peek_columns(path: str, cfg: DataConfig) -> list[str]:
+    """Column names of the first records, in order of appearance (file errors raise here)."""
+    keys: dict[str, None] = {}
+    records = iter_records(path, dataclasses.replace(cfg, strict=False), RejectLog("peek"))
+    try:
+        for _, _, rec in itertools.islice(records, PEEK):
+            for k in rec:
+                keys.setdefault(str(k))
+    finally:
+        records.close()
+    return list(keys)
+
+
+def _closest(name: str, keys: list[str]) -> str:
+    close = difflib.get_close_matches(name, keys, n=1, cutoff=0.5)
+    return f" (closest column: '{close[0]}')" if close else ""
+
+
+def _detect_shape(cfg: DataConfig, have: set[str]) -> str:
+    if cfg.shape != "auto":
+        return cfg.shape
+    if "aspect" in cfg.columns or "rating" in cfg.columns:
+        return "long"
+    listed_are_columns = bool(cfg.aspects) and all(a in have for a in cfg.aspects)
+    if (not cfg.aspect_columns and not listed_are_columns and "aspect" in have
+            and any(n in have for n in DEFAULT_NAMES["rating"])):
+        return "long"
+    return "wide"
+
+
+def resolve_mapping(cfg: DataConfig, keys: list[str], path: str) -> Mapping:
+    """The canonical columns and aspects for a file with columns ``keys``; every problem is
+    collected and raised as ONE InputError."""
+    problems: list[str] = []
+    have = set(keys)
     for key in cfg.columns:
-        if key not in CANONICAL:
-            raise InputError(path, f"unknown canonical column {key!r}", field="data.columns",
-                             expected="keys among " + ", ".join(CANONICAL),
-                             fix="map aspects with data.aspect_columns, not data.columns")
-    for key in ("input", "response"):
-        if key not in cfg.columns:
-            raise InputError(path, f"no column mapped to {key!r}", field=f"data.columns.{key}",
-                             expected="the name of your column holding the " + key,
-                             fix=f"add data.columns.{key}=<your column>")
-    if not cfg.aspect_columns:
-        raise InputError(path, "no aspect columns mapped", field="data.aspect_columns",
-                         expected="aspect name -> column, e.g. {accuracy: acc}",
-                         fix="set data.aspect_columns")
-    for key, scale in cfg.scales.items():
-        if key not in cfg.aspect_columns and key != "overall":
-            raise InputError(path, f"scale given for unknown aspect {key!r}",
-                             field=f"data.scales.{key}", expected="an aspect of "
-                             "data.aspect_columns or 'overall'", fix="correct the name")
-        if len(scale) != 2 or not scale[0] < scale[1]:
-            raise InputError(path, f"bad scale {scale!r}", field=f"data.scales.{key}",
-                             expected="[min, max] with min < max", fix="correct the scale")
+        if key not in CANONICAL + LONG_ONLY:
+            close = difflib.get_close_matches(key, CANONICAL + LONG_ONLY, n=1, cutoff=0.6)
+            problems.append(f"data.columns.{key}: unknown canonical name"
+                            + (f" (did you mean '{close[0]}'?)" if close else "")
+                            + f"; canonical names are {', '.join(CANONICAL + LONG_ONLY)} "
+                            "(map aspects with data.aspect_columns)")
+    shape = _detect_shape(cfg, have)
+    wanted = CANONICAL + (LONG_ONLY if shape == "long" else ())
+    if shape == "wide":
+        for key in LONG_ONLY:
+            if key in cfg.columns:
+                problems.append(f"data.columns.{key} is for the long shape (one row per "
+                                "response x aspect); set data.shape=long, or remove it")
+    cols: dict[str, str] = {}
+    for key in wanted:
+        if key in cfg.columns:
+            col = cfg.columns[key]
+            if col in have:
+                cols[key] = col
+            else:
+                problems.append(f"data.columns.{key}: column '{col}' is not in the file"
+                                + _closest(col, keys))
+            continue
+        col = next((n for n in DEFAULT_NAMES[key] if n in have), None)
+        if col is not None:
+            cols[key] = col
+        elif key in ("input", "response") or (shape == "long" and key in LONG_ONLY):
+            names = " or ".join(f"'{n}'" for n in DEFAULT_NAMES[key])
+            problems.append(f"data.columns.{key}: no column is mapped to '{key}' and none is "
+                            f"named {names}; add data.columns.{key}=<your column>")
+    used: dict[str, str] = {}
+    for key, col in cols.items():
+        if col in used:
+            problems.append(f"column '{col}' is mapped twice (data.columns.{used[col]} and "
+                            f"data.columns.{key})")
+        used.setdefault(col, key)
+    aspect_columns: dict[str, str] = {}
+    if shape == "wide":
+        for a, col in cfg.aspect_columns.items():
+            if col in have:
+                aspect_columns[a] = col
+            else:
+                problems.append(f"data.aspect_columns.{a}: column '{col}' is not in the file"
+                                + _closest(col, keys))
+        for a in cfg.aspects:
+            if a in cfg.aspect_columns:
+                continue
+            if a in have:
+                aspect_columns[a] = a
+            else:
+                problems.append(f"data.aspects: '{a}' is not a column of the file"
+                                + _closest(a, keys) + f" and has no data.aspect_columns.{a} "
+                                "entry")
+        if not cfg.aspect_columns and not cfg.aspects:
+            problems.append("no aspect columns: list them in data.aspects (columns of that "
+                            "name) or map them with data.aspect_columns (aspect: column)")
+        if cfg.aspects:  # the listed aspects, in their order
+            aspect_columns = {a: aspect_columns[a] for a in cfg.aspects if a in aspect_columns}
+        for a, col in aspect_columns.items():
+            if col in used:
+                problems.append(f"column '{col}' is both data.columns.{used[col]} and the "
+                                f"rating of aspect '{a}'")
+        for key in cfg.scales:
+            if key != "overall" and key not in aspect_columns and key not in cfg.aspect_columns \
+                    and key not in cfg.aspects:
+                problems.append(f"data.scales.{key}: not an aspect of data.aspects / "
+                                "data.aspect_columns, nor 'overall'")
+    elif cfg.aspect_columns:
+        problems.append("data.aspect_columns is for the wide shape; in the long shape the "
+                        f"aspects are the values of column '{cols.get('aspect', 'aspect')}' "
+                        "(choose some with data.aspects), or set data.shape=wide")
+    if problems:
+        shown_keys = ", ".join(keys[:40]) + (" ..." if len(keys) > 40 else "")
+        listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        raise InputError(path, f"{len(problems)} problem{'s' if len(problems) > 1 else ''} "
+                         f"with the generic source's config ({shape} shape): {listed}. "
+                         f"Columns in the file: {shown_keys}", field="data.columns",
+                         fix="correct them all (`pdselect validate` re-checks in seconds), or "
+                         "let `pdselect init --data FILE` write a config for this file")
+    return Mapping(shape=shape, cols=cols, aspect_columns=aspect_columns)
+
+
+def _id(b: TableBuilder, rec: dict, col: str, file: str, line: int, what: str) -> str | None:
+    """An id column's value as a string (numbers allowed), or None after rejecting it."""
+    value = rec[col]
+    if isinstance(value, (dict, list, bool)) or value is None or not str(value).strip():
+        b.reject(f"{what} is not an id", file, line, rec, field=col,
+                 expected="a string or integer id", value=shown(value))
+        return None
+    return str(value)
 
 
 def _input_id(b: TableBuilder, rec: dict, cols: dict, text: str | None, file: str,
@@ -58,28 +202,37 @@ def _input_id(b: TableBuilder, rec: dict, cols: dict, text: str | None, file: st
     """The mapped id column as a string (numbers allowed), else sha1(input text)."""
     if "input_id" not in cols:
         return short_hash(text) if text is not None else None
-    value = rec[cols["input_id"]]
-    if isinstance(value, (dict, list, bool)) or not str(value).strip():
-        b.reject("input_id is not an id", file, line, rec, field=cols["input_id"],
-                 expected="a string or integer id", value=shown(value))
-        return None
-    return str(value)
+    return _id(b, rec, cols["input_id"], file, line, "input_id")
 
 
 def read_generic(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
     path = resolve_path(cfg)
-    _check_config(cfg, path)
-    aspects = select_aspects(cfg.aspects, list(cfg.aspect_columns), path)
-    cols = cfg.columns
-    has_overall = "overall" in cols
+    m = resolve_mapping(cfg, peek_columns(path, cfg), path)
     scales = {k: (float(v[0]), float(v[1])) for k, v in cfg.scales.items()}
+    if m.shape == "long":
+        table = _read_long(cfg, path, m, scales, rejects)
+    else:
+        table = _read_wide(cfg, path, m, scales, rejects)
+    for a in table.aspects + (["overall"] if table.has_overall else []):
+        if a not in table.scales:
+            col = table.df[a]
+            table.scales[a] = (float(col.min()), float(col.max()))
+            log.warning("generic: no scale for %r; using the observed range %s (set "
+                        "data.scales.%s to range-check it)", a, table.scales[a], a)
+    return table
+
+
+def _read_wide(cfg: DataConfig, path: str, m: Mapping, scales: dict,
+               rejects: RejectLog) -> RatedTable:
+    cols = m.cols
+    aspects = list(m.aspect_columns)
+    has_overall = "overall" in cols
     b = TableBuilder(source="generic", aspects=aspects, scales=scales, has_overall=has_overall,
                      rejects=rejects, strict=cfg.strict)
-    rating_cols = [cfg.aspect_columns[a] for a in aspects] + ([cols["overall"]] if has_overall
-                                                               else [])
+    rating_cols = [m.aspect_columns[a] for a in aspects] + ([cols["overall"]] if has_overall
+                                                             else [])
     required = [cols["input"], cols["response"], *rating_cols]
-    if "input_id" in cols:
-        required.append(cols["input_id"])
+    required += [cols[k] for k in ("input_id", "response_id") if k in cols]
     for file, line, rec in iter_records(path, cfg, rejects):
         if not b.require(file, line, rec, required, nullable=(cols["response"], *rating_cols)):
             continue
@@ -89,15 +242,93 @@ def read_generic(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
         input_id = None if response is None else _input_id(b, rec, cols, text, file, line)
         if input_id is None:  # one reject per record, for its first bad field
             continue
+        rid = (short_hash(response, 8) if "response_id" not in cols
+               else _id(b, rec, cols["response_id"], file, line, "response_id"))
+        if rid is None:
+            continue
         b.add(file, line, rec, input_id=input_id, input=text,
-              response_id=f"{input_id}:{short_hash(response, 8)}", response=response,
-              ratings={a: rec[cfg.aspect_columns[a]] for a in aspects},
+              response_id=f"{input_id}:{rid}", response=response,
+              ratings={a: rec[m.aspect_columns[a]] for a in aspects},
               overall=rec[cols["overall"]] if has_overall else None)
-    table = b.finish()
-    for a in aspects + (["overall"] if has_overall else []):
-        if a not in table.scales:
-            col = table.df[a]
-            table.scales[a] = (float(col.min()), float(col.max()))
-            log.warning("generic: no scale for %r; using the observed range %s (set "
-                        "data.scales.%s to range-check it)", a, table.scales[a], a)
-    return table
+    return b.finish()
+
+
+def _read_long(cfg: DataConfig, path: str, m: Mapping, scales: dict,
+               rejects: RejectLog) -> RatedTable:
+    cols = m.cols
+    b = TableBuilder(source="generic", aspects=[], scales=scales, has_overall=False,
+                     rejects=rejects, strict=cfg.strict)
+    required = [cols[k] for k in ("input", "response", "aspect", "rating")]
+    required += [cols[k] for k in ("input_id", "response_id", "overall") if k in cols]
+    nullable = tuple(cols[k] for k in ("response", "rating", "overall") if k in cols)
+    groups: dict[tuple[str, str], dict] = {}
+    rows_per_aspect: dict[str, int] = {}  # in order of first appearance
+    for file, line, rec in iter_records(path, cfg, rejects):
+        if not b.require(file, line, rec, required, nullable=nullable):
+            continue
+        text = b.text(rec[cols["input"]], file, line, rec, cols["input"])
+        response = None if text is None else b.text(rec[cols["response"]], file, line, rec,
+                                                    cols["response"], empty="empty response")
+        aspect = None if response is None else b.text(rec[cols["aspect"]], file, line, rec,
+                                                      cols["aspect"], empty="empty aspect")
+        input_id = None if aspect is None else _input_id(b, rec, cols, text, file, line)
+        if input_id is None:  # one reject per record, for its first bad field
+            continue
+        aspect = "overall" if aspect.strip().lower() == "overall" else aspect.strip()
+        rid = (short_hash(response, 8) if "response_id" not in cols
+               else _id(b, rec, cols["response_id"], file, line, "response_id"))
+        if rid is None:
+            continue
+        g = groups.get((input_id, rid))
+        if g is None:
+            g = groups[(input_id, rid)] = {
+                "at": (file, line, rec), "input": text, "response": response, "ratings": {},
+                "overall": rec[cols["overall"]] if "overall" in cols else None}
+        elif g["response"] != response:
+            b.reject("response_id reused with a different response text", file, line, rec,
+                     field=cols["response_id"], expected="one response text per response_id",
+                     value=shown(rid))
+            continue
+        elif "overall" in cols and not _same_number(rec[cols["overall"]], g["overall"]):
+            b.reject("overall differs between the rows of one response", file, line, rec,
+                     field=cols["overall"], expected="the same overall on every row of a "
+                     "response", value=shown(rec[cols["overall"]]))
+            continue
+        if aspect in g["ratings"]:
+            b.reject(f"rating given twice for this response ({aspect})", file, line, rec,
+                     field=cols["aspect"], expected="one row per response and aspect (the "
+                     "first is kept)", value=shown(rec[cols["rating"]]))
+            continue
+        g["ratings"][aspect] = rec[cols["rating"]]
+        rows_per_aspect[aspect] = rows_per_aspect.get(aspect, 0) + 1
+    b.check_schema()
+    found = [a for a in rows_per_aspect if a != "overall"]
+    if not found:
+        raise InputError(path, "no aspect rows found (every row was rejected, or every aspect "
+                         f"value is 'overall'; rejected: {rejects.counts()})",
+                         field=cols["aspect"], expected="rows naming at least two aspects",
+                         fix="check data.columns.aspect / rating, and the rejects")
+    aspects = select_aspects(cfg.aspects, found, path)
+    unknown = [k for k in cfg.scales if k != "overall" and k not in found]
+    if unknown:
+        raise InputError(path, f"data.scales names aspect(s) {unknown} that no row of column "
+                         f"'{cols['aspect']}' has (aspects found: {found})",
+                         field="data.scales", fix="correct the names or remove those scales")
+    left_out = sum(n for a, n in rows_per_aspect.items() if a not in aspects and a != "overall")
+    if left_out:
+        rejects.add("aspect not selected (data.aspects)", file=path, field=cols["aspect"],
+                    n=left_out)
+    from_rows = "overall" in rows_per_aspect and "overall" not in cols
+    b.aspects, b.has_overall = aspects, "overall" in cols or from_rows
+    for (input_id, rid), g in groups.items():
+        file, line, rec = g["at"]
+        b.add(file, line, rec, input_id=input_id, input=g["input"],
+              response_id=f"{input_id}:{rid}", response=g["response"],
+              ratings={a: g["ratings"].get(a) for a in aspects},
+              overall=g["ratings"].get("overall") if from_rows else g["overall"])
+    return b.finish()
+
+
+def _same_number(a, b) -> bool:
+    x, y = parse_rating(a)[0], parse_rating(b)[0]
+    return x == y or (x != x and y != y)  # equal, or both missing / not numbers

@@ -405,11 +405,22 @@ def _iter_parquet(file: Path, budget: _Budget) -> Iterator[Raw]:
         budget.over += pf.metadata.num_rows - row
 
 
+def hub_kwargs(cfg: DataConfig) -> dict[str, Any]:
+    """``datasets.load_dataset`` keyword arguments from ``data.hf_split`` / ``revision`` /
+    ``config`` (the dataset's configuration name) / ``data_dir``; unset ones are left out."""
+    kw: dict[str, Any] = {"split": cfg.hf_split}
+    for key, arg in (("config", "name"), ("revision", "revision"), ("data_dir", "data_dir")):
+        value = getattr(cfg, key, "")
+        if value:
+            kw[arg] = value
+    return kw
+
+
 def _iter_hub(name: str, cfg: DataConfig, budget: _Budget) -> Iterator[Raw]:
     try:
         import datasets
 
-        ds = datasets.load_dataset(name, split=cfg.hf_split)
+        ds = datasets.load_dataset(name, **hub_kwargs(cfg))
     except Exception as e:  # offline, unknown id, bad split: all mean "cannot read it here"
         raise InputError(name, f"not a local file, and loading it as a Hugging Face dataset "
                          f"failed: the hub is unreachable or the id/split is wrong "

@@ -33,6 +33,17 @@ class PairsInput:
     source: str = "pairs"
 
 
+def binarized_error(path: str) -> InputError:
+    """prompt/chosen/rejected without an aspect: one preference per pair, nothing to diverge."""
+    return InputError(path, "a binarized preference set (prompt, chosen, rejected) without a "
+                      "per-aspect label: PD needs at least two aspects", field="aspect",
+                      expected="an 'aspect' field naming which aspect decided each pair, or "
+                      "per-response ratings on two or more aspects (source generic)",
+                      fix="use the multi-aspect ratings the pairs were built from (e.g. "
+                      "UltraFeedback's per-aspect ratings with source ultrafeedback, not "
+                      "ultrafeedback_binarized), or add an aspect per pair")
+
+
 def read_pairs(cfg: DataConfig, rejects: RejectLog) -> PairsInput:
     path = resolve_path(cfg)
     # The builder is used only for its field checks and reject/strict handling.
@@ -67,6 +78,9 @@ def read_pairs(cfg: DataConfig, rejects: RejectLog) -> PairsInput:
             continue
         ids.add(pid)
         rows.append([pid, short_hash(prompt), prompt, chosen, rejected, aspect])
+    if b.checked["aspect"] and b.absent["aspect"] == b.checked["aspect"] \
+            and b.absent["chosen"] < b.checked["chosen"]:
+        raise binarized_error(path)
     b.check_schema()
     if not rows:
         raise InputError(path, f"no usable pairs (rejected: {rejects.counts()})",

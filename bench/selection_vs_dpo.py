@@ -59,7 +59,7 @@ def main() -> int:
     acfg = load_config(None, ["align.lora=true", f"align.max_length={args.max_length}",
                               f"align.batch_size={args.batch_size}", "align.epochs=1",
                               f"align.max_steps={-1 if args.full_epoch else args.dpo_steps}"]).align
-    m = align(root / "select" / "dpo.parquet", acfg, tmp / "align", seed=0)
+    m = align(root / "select" / "dpo", acfg, tmp / "align", seed=0)
     s_step = m["train_runtime_s"] / m["steps"]
     t_dpo = m["setup_s"] + s_step * steps_epoch
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

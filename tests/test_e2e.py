@@ -21,9 +21,10 @@ def demo_run(tmp_path_factory):
 def test_every_stage_wrote_its_artifacts(demo_run):
     for stage in ("ingest", "aggregate", "proxy", "score", "select"):
         assert (demo_run / stage / "_SUCCESS").exists(), stage
-    for f in ("config.yaml", "manifest.json", "report.md", "report.json",
+    for f in ("config.yaml", "manifest.json", "report.md", "report.json", "report.html",
               "ingest/rated.parquet", "aggregate/pairs.parquet", "score/scores.parquet",
-              "score/pd_rati.parquet", "select/selection.parquet", "select/dpo.parquet"):
+              "score/pd_rati.parquet", "select/selection.parquet", "select/inspect.parquet",
+              "select/dpo/train-00000.parquet", "report/pd_histogram.png"):
         assert (demo_run / f).exists(), f
     manifest = json.loads((demo_run / "manifest.json").read_text())
     assert set(manifest["stages"]) >= {"ingest", "aggregate", "proxy", "score", "select", "report"}
@@ -40,9 +41,10 @@ def test_selection_and_trl_dataset(demo_run):
     assert kept["pd"].max() <= sel.loc[~sel["selected"], "pd"].min()
     from datasets import load_dataset
 
-    ds = load_dataset("parquet", data_files=str(demo_run / "select" / "dpo.parquet"),
-                      split="train")
-    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names)
+    # the folder alone loads (what `trl dpo --dataset_name <run>/select/dpo` does)
+    ds = load_dataset(str(demo_run / "select" / "dpo"), split="train")
+    assert {"prompt", "chosen", "rejected", "aspect", "pd", "rank"} <= set(ds.column_names)
+    assert ds["pair_id"] == kept.sort_values("rank")["pair_id"].tolist()
     assert len(ds) == sel["selected"].sum()
     # no test input leaks into the training selection
     test_inputs = set(pairs.loc[pairs["split"] == "test", "input"])

@@ -51,7 +51,7 @@ def test_pipeline_never_passes_hidden_columns(guarded, tmp_path):
                              "proxy.epochs=30", "select.compare=[pd]"])
     run_pipeline(cfg, stages=["ingest", "aggregate", "proxy", "score", "select"])
     assert {"proxy training", "scoring", "selection"} <= set(guarded)
-    dpo = pd.read_parquet(tmp_path / "select" / "dpo.parquet")
+    dpo = pd.read_parquet(tmp_path / "select" / "dpo" / "train-00000.parquet")
     assert not [c for c in dpo.columns if c.startswith(HIDDEN_PREFIX)]
 
 

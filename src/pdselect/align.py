@@ -56,10 +56,19 @@ REQUIRED = ("prompt", "chosen", "rejected")
 
 # ----------------------------------------------------------------------------- data
 def read_pairs(path: Path) -> pd.DataFrame:
-    """Parquet or JSON Lines -> DataFrame with at least prompt/chosen/rejected."""
+    """Parquet or JSON Lines -> DataFrame with at least prompt/chosen/rejected. A folder (the
+    select stage's ``select/dpo/``, a ``datasets`` data folder) is read as its data files in
+    name order."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file does not exist", fix="check the path")
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")
+                       and f.suffix in (".parquet", ".pq", ".jsonl", ".json"))
+        if not files:
+            raise InputError(path, "folder holds no .parquet or .jsonl file",
+                             fix="point at the select stage's select/dpo folder or a file")
+        return pd.concat([read_pairs(f) for f in files], ignore_index=True)
     if path.suffix in (".parquet", ".pq"):
         df = pd.read_parquet(path)
     elif path.suffix in (".jsonl", ".json"):
@@ -99,20 +108,42 @@ def encode_pair(tok, prompt: list[dict], chosen: list[dict], rejected: list[dict
 
 
 def _as_messages(x: Any, role: str) -> list[dict]:
+    """A text -> one ``role`` message; a message list (list or array of {"role", "content"},
+    e.g. a dialogue read back from Parquet) -> the same turns, in order, as plain dicts."""
     if isinstance(x, str):
         return [{"role": role, "content": x}]
-    return [dict(m) for m in x]  # already conversational (list of {"role", "content"})
+    return [dict(m) for m in x]
+
+
+def conversational_example(prompt: Any, chosen: Any, rejected: Any) -> dict:
+    """THE conversational form of one pair, shared by ``align`` and the select stage's export
+    (``select.chat_format=conversational``), so the exported dataset is exactly what ``align``
+    trains on before its length cut: prompt = a text as one user message, or a message list
+    kept turn by turn; chosen / rejected = one assistant message each (or their own lists)."""
+    return {"prompt": _as_messages(prompt, "user"),
+            "chosen": _as_messages(chosen, "assistant"),
+            "rejected": _as_messages(rejected, "assistant")}
+
+
+def to_conversational(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with prompt/chosen/rejected replaced by their conversational form (other columns
+    kept)."""
+    rows = [conversational_example(p, c, r)
+            for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"])]
+    out = df.copy()
+    for k in REQUIRED:
+        out[k] = [r[k] for r in rows]
+    return out
 
 
 def format_pairs(df: pd.DataFrame, tok, max_length: int) -> tuple[list[dict], int]:
-    """Rows -> conversational examples with the user prompt cut from the LEFT so that
-    prompt + longer completion fits ``max_length``. Returns (examples, n_prompts_truncated)."""
+    """Rows -> conversational examples (:func:`conversational_example`) with the last prompt
+    message cut from the LEFT so that prompt + longer completion fits ``max_length``.
+    Returns (examples, n_prompts_truncated)."""
     out, n_cut = [], 0
     extra = [c for c in ("pd",) if c in df.columns]
     for r in df.to_dict("records"):
-        prompt = _as_messages(r["prompt"], "user")
-        ex = {"prompt": prompt, "chosen": _as_messages(r["chosen"], "assistant"),
-              "rejected": _as_messages(r["rejected"], "assistant")}
+        ex = conversational_example(r["prompt"], r["chosen"], r["rejected"])
         cut = _truncate_prompt_left(tok, ex, max_length)
         n_cut += cut
         out.append({**ex, **{c: float(r[c]) for c in extra}})

@@ -38,11 +38,12 @@ def eval_pairs(run: RunDir) -> pd.DataFrame | None:
 
 
 def selected_dataset(run: RunDir) -> Path:
-    for name in ("dpo.parquet", "dpo.jsonl"):
-        if (run.root / "select" / name).exists():
-            return run.root / "select" / name
-    raise StageError(f"{run.root / 'select'} has no dpo.parquet/jsonl. Fix: run the select "
-                     "stage first (pdselect run).")
+    """The select stage's TRL dataset folder (``select/dpo/``, one data file)."""
+    folder = run.root / "select" / "dpo"
+    if folder.is_dir() and any(folder.glob("train-*")):
+        return folder
+    raise StageError(f"{folder} holds no dataset. Fix: run the select stage first "
+                     "(pdselect run).")
 
 
 def stage_align(cfg: RunConfig, run: RunDir) -> dict:

@@ -1,0 +1,158 @@
+"""Notebook API: PD selection on an in-memory dataset, through the same pipeline as the CLI.
+
+    import pdselect
+    kept = pdselect.select_pairs(pairs_ds, budget=0.3)           # datasets.Dataset in, out
+    kept = pdselect.select_pairs(df, aspects=["helpfulness", "honesty"], budget=0.3,
+                                 run_dir="runs/nb")               # keep report.html & co.
+
+``dataset`` is a ``datasets.Dataset``, a pandas DataFrame or a list of dicts, in one of two
+shapes (the same as the ``pairs`` and ``generic`` sources):
+
+* per-aspect pairs: ``prompt``, ``chosen``, ``rejected``, ``aspect`` (optional ``id``);
+* rated responses, one row per response: ``prompt`` (or ``input``), ``response``, one numeric
+  column per aspect (``aspects=``; default: every numeric column but ``overall``), optional
+  ``input_id`` and ``overall`` (held-out evaluation only).
+
+The table is written once as JSON Lines into the run directory (``<run>/input/data.jsonl``) and
+the pipeline runs on it (ingest -> aggregate -> proxy -> score -> select, plus the report when a
+``run_dir`` is given): nothing is re-implemented, every check, reject file and warning is the
+CLI's. Re-running with the same ``run_dir`` and data resumes (only changed stages re-run).
+Without ``run_dir`` a temporary folder is used and removed afterwards.
+
+Returns the kept pairs in selector order as a ``datasets.Dataset``: exactly the select stage's
+``select/dpo`` dataset (``prompt``, ``chosen``, ``rejected`` as text or message lists, plus
+``pair_id``, ``aspect``, ``rank``, ``pd`` and one ``gap__<aspect>`` per aspect).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "aspect")
+_NOT_ASPECTS = {"input_id", "id", "overall", "response_id", "pair_id"}
+
+
+def _frame(dataset: Any) -> pd.DataFrame:
+    if isinstance(dataset, pd.DataFrame):
+        return dataset
+    if hasattr(dataset, "to_pandas") and hasattr(dataset, "column_names"):  # datasets.Dataset
+        return dataset.to_pandas()
+    if isinstance(dataset, (list, tuple)):
+        return pd.DataFrame(list(dataset))
+    raise TypeError(f"select_pairs needs a datasets.Dataset, a pandas DataFrame or a list of "
+                    f"dicts, not {type(dataset).__name__}")
+
+
+def data_config(df: pd.DataFrame, path: Path, aspects: list[str] | None,
+                scales: dict[str, Iterable[float]] | None) -> dict:
+    """The ``data`` section that reads ``df`` (written to ``path``) with the right source."""
+    cols = set(df.columns)
+    if set(PAIR_COLUMNS) <= cols:
+        return {"source": "pairs", "path": str(path), "aspects": list(aspects or [])}
+    text = next((c for c in ("input", "prompt") if c in cols), None)
+    if text is None or "response" not in cols:
+        raise InputError("select_pairs", f"columns {sorted(map(str, cols))} are neither "
+                         "per-aspect pairs nor rated responses",
+                         expected="prompt, chosen, rejected, aspect; or prompt (or input), "
+                                  "response and one numeric column per aspect",
+                         fix="rename your columns (e.g. df.rename(columns={...}))")
+    if not aspects:
+        types = pd.api.types
+        aspects = [c for c in df.columns if c not in _NOT_ASPECTS | {text, "response"}
+                   and types.is_numeric_dtype(df[c]) and not types.is_bool_dtype(df[c])]
+        log.info("select_pairs: aspects = the numeric columns %s", aspects)
+    missing = [a for a in aspects if a not in cols]
+    if missing or not aspects:
+        raise InputError("select_pairs", f"aspect columns {missing or aspects} not found",
+                         expected=f"numeric rating columns among {sorted(map(str, cols))}",
+                         fix="pass aspects=[...] naming your rating columns")
+    mapping = {"input": text, "response": "response"}
+    mapping.update({k: k for k in ("input_id", "overall") if k in cols})
+    data = {"source": "generic", "path": str(path), "columns": mapping,
+            "aspect_columns": {a: a for a in aspects}}
+    if scales:
+        data["scales"] = {k: [float(v) for v in s] for k, s in scales.items()}
+    return data
+
+
+def _write_input(df: pd.DataFrame, path: Path) -> None:
+    from .artifacts import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = df.to_json(orient="records", lines=True, force_ascii=False)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return  # unchanged: keep its mtime so the run's fingerprints stay valid
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float = 0.3, *,
+                 method: str = "pd", budget_count: int | None = None,
+                 chat_format: str = "standard", stratify_by_aspect: bool = False,
+                 scales: dict[str, Iterable[float]] | None = None, seed: int = 0,
+                 run_dir: str | Path | None = None, config: str | Path | None = None,
+                 overrides: list[str] | None = None, report: bool | None = None):
+    """Select preference pairs by PD from an in-memory table; returns a ``datasets.Dataset``.
+
+    ``aspects``: aspects to keep (pairs) or the rating columns (rated responses).
+    ``budget`` / ``budget_count``, ``method``, ``chat_format``, ``stratify_by_aspect``: the
+    ``select.*`` keys. ``scales``: aspect -> [min, max] for rated responses (default: the
+    observed range). ``config``: a YAML config to start from; ``overrides``: dotted
+    ``key=value`` strings applied last (e.g. ``["proxy.epochs=50"]``). ``run_dir``: keep the
+    run (report.md, report.html, select/inspect.parquet); ``report`` defaults to
+    ``run_dir is not None``."""
+    from datasets import Dataset
+
+    from .align import read_pairs
+    from .artifacts import RunDir
+    from .config import load_config
+    from .pipeline import STAGES, run_pipeline
+
+    df = _frame(dataset)
+    tmp = None
+    if run_dir is None:
+        tmp = Path(tempfile.mkdtemp(prefix="pdselect-"))
+        root = tmp / "run"
+    else:
+        root = Path(run_dir)
+    try:
+        # claim first (refuses folders that are not pdselect runs), then write the input inside
+        RunDir.claim(root).release()
+        path = root / "input" / "data.jsonl"
+        base = {"run_dir": str(root), "seed": seed,
+                "data": data_config(df, path, aspects, scales),
+                "select": {"method": method, "budget": budget, "budget_count": budget_count,
+                           "chat_format": chat_format,
+                           "stratify_by_aspect": stratify_by_aspect}}
+        if config:
+            import yaml
+
+            user = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+            user.pop("run_dir", None)
+            for key, value in user.items():  # the arguments above win over the file
+                if isinstance(value, dict) and isinstance(base.get(key), dict):
+                    base[key] = {**value, **base[key]}
+                else:
+                    base.setdefault(key, value)
+        cfg = load_config(None, overrides, base=base)
+        _write_input(df, path)
+        with_report = run_dir is not None if report is None else report
+        stages = STAGES if with_report else STAGES[: STAGES.index("select") + 1]
+        run_pipeline(cfg, stages=stages)
+        out = Dataset.from_pandas(read_pairs(root / "select" / "dpo"), preserve_index=False)
+        if tmp is None:
+            out.info.description = f"pdselect selection; run directory {root}"
+        return out
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

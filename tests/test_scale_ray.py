@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,7 +48,7 @@ def test_ray_equals_local_and_resumes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         score_sharded(folder, Dies(), ASPECTS, out, shard_size=50)
     s = score_sharded_ray(folder, HashGapsFactory(4), ASPECTS, out, shard_size=50,
-                          concurrency=2)
+                          actors=2)
     assert s["n_shards"] == 6 and s["n_shards_resumed"] == 2 and s["n_shards_scored_now"] == 4
     assert s["n_rows_scored_now"] == len(read_scores_gaps(out)) - len(read_scores_gaps(out, 2))
     pd_pass(out, ASPECTS, 0.9)
@@ -57,3 +60,113 @@ def test_ray_equals_local_and_resumes(tmp_path):
 def read_scores_gaps(out, first_n=None):
     parts = sorted((out / "scores").glob("part-*.parquet"))[:first_n]
     return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+
+
+def _local(folder, out, margin=False, shard_size=50):
+    score_sharded(folder, HashGaps(4), ASPECTS, out, shard_size=shard_size,
+                  margin_fn=HashGaps(1, salt=7) if margin else None)
+    pd_pass(out, ASPECTS, 0.9)
+    return read_scores(out).sort_values("pair_id", ignore_index=True)
+
+
+def test_ray_file_uris_margin_and_empty_shard(tmp_path):
+    df = make_pairs(200, seed=2)
+    df.loc[50:99, "split"] = "test"          # shard 1 has no train row: an empty part
+    folder = write_shards(df, tmp_path / "in", [200])
+    a = _local(folder, tmp_path / "local", margin=True)
+    out = tmp_path / "ray"
+    s = score_sharded_ray(f"file://{folder}", HashGapsFactory(4), ASPECTS, f"file://{out}",
+                          shard_size=50, actors=2, margin_factory=partial(HashGaps, 1, salt=7),
+                          batch_size=16)
+    assert s["n_shards_scored_now"] == 4 and s["n_rows_scored_now"] == len(a)
+    assert pd.read_parquet(out / "scores" / "part-00001.parquet").empty
+    assert not (out / "scores" / "_ray").exists()      # staging cleaned after the commit
+    pd_pass(out, ASPECTS, 0.9)
+    b = read_scores(f"file://{out}").sort_values("pair_id", ignore_index=True)
+    assert "margin" in b.columns
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_ray_resume_commits_complete_staging_and_redoes_partial(tmp_path):
+    """A Ray run killed mid-write leaves staged files: a complete shard is committed as it is
+    (not scored again), a shard missing rows or with a truncated file is scored again."""
+    from pdselect.scale.ray_engine import staging_dir
+
+    df = make_pairs(150, seed=3)
+    folder = write_shards(df, tmp_path / "in", [150])
+    a = _local(folder, tmp_path / "local")
+    out = tmp_path / "ray"
+    score_sharded_ray(folder, HashGapsFactory(4), ASPECTS, out, shard_size=50, actors=1)
+    parts = {i: pd.read_parquet(out / "scores" / f"part-{i:05d}.parquet") for i in range(3)}
+    # fake the staging a killed run leaves: shard 0 complete (marked: gaps + 100), shard 1
+    # missing its last row, shard 2 with a truncated file
+    for i in range(3):
+        (out / "scores" / f"part-{i:05d}.parquet").unlink()
+        d = staging_dir(out) / f"__shard={i}"
+        d.mkdir(parents=True)
+        p = parts[i].assign(__row=range(len(parts[i])), __n=len(parts[i]))
+        if i == 0:
+            p[[f"gap__{x}" for x in ASPECTS]] += 100
+        if i == 1:
+            p = p.iloc[:-1]
+        p.to_parquet(d / "a.parquet", index=False)
+        if i == 2:
+            raw = (d / "a.parquet").read_bytes()
+            (d / "a.parquet").write_bytes(raw[: len(raw) // 2])
+    s = score_sharded_ray(folder, HashGapsFactory(4), ASPECTS, out, shard_size=50, actors=1)
+    assert s["n_staged_committed_on_resume"] == 1 and s["n_shards_scored_now"] == 2
+    got0 = pd.read_parquet(out / "scores" / "part-00000.parquet")
+    np.testing.assert_array_equal(got0["gap__honesty"], parts[0]["gap__honesty"] + 100)
+    for i in (1, 2):   # redone: equal to the local engine's part
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "scores" / f"part-{i:05d}.parquet"),
+                                      parts[i], check_exact=True)
+    assert len(a) == sum(len(p) for p in parts.values())
+
+
+def test_object_store_uri_is_refused_with_a_fix(tmp_path):
+    from pdselect.errors import StageError
+    from pdselect.scale.sharded import local_path
+
+    assert local_path(f"file://{tmp_path}") == tmp_path
+    with pytest.raises(StageError, match="mount"):
+        local_path("mock://bucket/pairs.parquet")
+
+
+def test_score_stage_takes_the_ray_settings_from_config(tmp_path):
+    from pdselect.config import load_config
+    from pdselect.scale import score_stage
+
+    df = make_pairs(120, seed=4)
+    folder = write_shards(df, tmp_path / "in", [60, 60])
+    cfg = load_config(None, ["score.shard_size=40"])
+    local = score_stage(folder, HashGaps(4), ASPECTS, cfg, tmp_path / "local")
+    cfg = load_config(None, ["score.shard_size=40", "score.engine=ray", "score.ray_actors=2",
+                             "score.ray_batch_size=7", "score.ray_cpus_per_actor=1"])
+    got = score_stage(folder, HashGapsFactory(4), ASPECTS, cfg, tmp_path / "ray")
+    assert got["engine"] == "ray" and got["n_scored"] == local["n_scored"]
+    assert got["q"] == local["q"]
+    a = read_scores(tmp_path / "local").sort_values("pair_id", ignore_index=True)
+    b = read_scores(tmp_path / "ray").sort_values("pair_id", ignore_index=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_an_actor_given_a_gpu_encodes_on_cuda(monkeypatch):
+    import pdselect.reward as reward
+    import pdselect.scale.ray_engine as R
+    from pdselect.config import ProxyConfig
+
+    seen = []
+
+    class Fake:
+        gaps = "gaps-fn"
+
+    monkeypatch.setattr(reward.ProxyModels, "load",
+                        classmethod(lambda cls, d, cfg: seen.append(cfg.device) or Fake()))
+    f = R.ProxyGapsFactory("/models", ProxyConfig())
+    monkeypatch.setattr(R, "_actor_gpus", lambda: [])
+    assert f() == "gaps-fn"
+    monkeypatch.setattr(R, "_actor_gpus", lambda: [0])
+    f()
+    f2 = R.ProxyGapsFactory("/models", ProxyConfig(device="cuda:1"))
+    f2()
+    assert seen == ["cpu", "cuda", "cuda:1"]

@@ -214,7 +214,7 @@ class RunDir:
         bad = []
         for rel, digest in recorded.items():
             f = self.root / rel
-            if not f.is_file() or _sha256(f) != digest:
+            if not f.is_file() or file_sha256(f) != digest:
                 bad.append(rel)
         return bad
 
@@ -264,10 +264,10 @@ def stage_checksums(root: Path, name: str) -> dict[str, str]:
     files = [f for f in sorted((root / name).rglob("*")) if f.is_file() and f.name != MARKER
              and not f.name.startswith(".")] if (root / name).is_dir() else []
     files += [root / f for f in ROOT_FILES.get(name, ()) if (root / f).is_file()]
-    return {str(f.relative_to(root)): _sha256(f) for f in files}
+    return {str(f.relative_to(root)): file_sha256(f) for f in files}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

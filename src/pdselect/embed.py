@@ -28,6 +28,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from .artifacts import file_sha256 as _sha256
+
 logger = logging.getLogger(__name__)
 
 Kind = Literal["joint", "response"]
@@ -91,11 +93,19 @@ class TextFramer:
         self.pre, self.sep, self.suf = special_ids(tokenizer)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of ``texts``, each UNIQUE text tokenised once (an input shared by many
+        responses costs one tokenisation); ``n_tokenised`` counts texts actually tokenised."""
         texts = list(texts)
         if not texts:
             return []
+        uniq = list(dict.fromkeys(texts))
+        self.n_tokenised = getattr(self, "n_tokenised", 0) + len(uniq)
         # no truncation by the tokenizer: callers cut; it may warn about > max length
-        return self.tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        got = self.tok(uniq, add_special_tokens=False, verbose=False)["input_ids"]
+        if len(uniq) == len(texts):
+            return got
+        memo = dict(zip(uniq, got))
+        return [memo[t] for t in texts]
 
     def n_tokens(self, texts: Sequence[str]) -> np.ndarray:
         """Untruncated token counts (of the first LENGTH_CHARS characters; memoised: length
@@ -124,11 +134,13 @@ class TextFramer:
         return [self.pre + y + self.suf for y in self._head_ids(responses, self.max_resp)]
 
 
-def pad_batch(ids: Sequence[Sequence[int]], idx, pad_id: int):
-    """Right-padded (input_ids, attention_mask) long tensors for the rows ``idx`` of ``ids``."""
+def pad_batch(ids: Sequence[Sequence[int]], idx, pad_id: int, multiple: int = 1):
+    """Right-padded (input_ids, attention_mask) long tensors for the rows ``idx`` of ``ids``,
+    padded to the longest row rounded up to a ``multiple``."""
     import torch
 
     L = max(len(ids[i]) for i in idx)
+    L = -(-L // multiple) * multiple
     inp = torch.full((len(idx), L), pad_id, dtype=torch.long)
     mask = torch.zeros((len(idx), L), dtype=torch.long)
     for r, i in enumerate(idx):
@@ -137,10 +149,70 @@ def pad_batch(ids: Sequence[Sequence[int]], idx, pad_id: int):
     return inp, mask
 
 
+#: a length bucket is closed early (once it holds ``min_rows``) when padding its rows to the
+#: longest would waste more than this share of its positions
+MAX_PAD_SHARE = 0.02
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_pad_share: float = MAX_PAD_SHARE,
+                   min_rows: int = 4, granule: int = 0) -> list[np.ndarray]:
+    """Row indices in length-sorted batches of at most ``batch_size`` rows. A batch with at
+    least ``min_rows`` rows is closed before a row that would raise its padding share (padded
+    positions / all positions) above ``max_pad_share``: on CPU a forward of 4 rows costs the
+    same per token as one of 64, so short batches cost nothing and padding is near zero.
+
+    ``granule`` g > 0: batches hold only rows of one CANONICAL length ceil(len / g) * g (and
+    are padded to it, ``pad_batch(multiple=g)``), so every text is always computed at the same
+    padded length whatever else is embedded with it."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if granule > 0:
+        canon = -(-lengths // granule) * granule
+        order = np.argsort(canon, kind="stable")
+        cuts = np.flatnonzero(np.diff(canon[order])) + 1
+        return [b[i: i + batch_size] for b in np.split(order, cuts) if len(b)
+                for i in range(0, len(b), batch_size)]
+    order = np.argsort(lengths, kind="stable")
+    out, start, total = [], 0, 0
+    for j, i in enumerate(order):
+        n, L = j - start + 1, int(lengths[i])     # L: the longest so far (sorted ascending)
+        if n > batch_size or (n - 1 >= min_rows and 1 - (total + L) / (n * L) > max_pad_share):
+            out.append(order[start:j])
+            start, total = j, 0
+        total += L
+    if start < len(order):
+        out.append(order[start:])
+    return out
+
+
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    """``auto`` -> bfloat16 where it was measured faster at equal conflict AUC (a CPU with
+    AVX-512-BF16 or AMX: docs/BENCHMARKS.md), else float32 (GPUs included, until measured)."""
+    if dtype != "auto":
+        return dtype
+    if str(device).startswith("cpu") and cpu_has_fast_bf16():
+        return "bfloat16"
+    return "float32"
+
+
+def torch_device_type(device: str) -> str:
+    return str(device).split(":")[0]
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # pragma: no cover - not Linux
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class Encoder:
     """Mean-pooled, L2-normalised sentence encoder (all-MiniLM-L6-v2 by default).
 
-    The model is loaded on first use; ``n_encoded`` counts texts actually run through it.
+    The model is loaded on first use, in float32; ``dtype`` bfloat16 / float16 runs the forward
+    under ``torch.autocast`` (CPU and CUDA alike), pooling and normalising stay float32.
+    ``n_encoded`` counts texts run through the model, ``n_tokens`` / ``n_padded`` the real and
+    the padded token positions of those forwards (padding share = padded / total).
     """
 
     def __init__(self, name_or_path: str = "minilm", device: str = "cpu",
@@ -148,14 +220,19 @@ class Encoder:
         from transformers import AutoTokenizer
 
         self.path = resolve_encoder_path(name_or_path)
-        self.device, self.dtype, self.batch_size = device, dtype, int(batch_size)
+        self.device, self.batch_size = device, int(batch_size)
+        self.dtype = resolve_dtype(dtype, device)
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"encoder dtype must be float32, bfloat16, float16 or auto, "
+                             f"got {dtype!r}")
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self._model = None
-        self.n_encoded = 0
+        self.n_encoded = self.n_tokens = self.n_padded = 0
         self.id = self._identity(name_or_path)
 
     def _identity(self, name: str) -> str:
-        """Stable id for cache keys: name + hash of config + weight file sizes + dtype."""
+        """Stable id for cache keys: name + hash of config + weight file sizes + dtype (and
+        ``-amp`` for the autocast forward of a reduced dtype)."""
         h = hashlib.sha256()
         p = Path(self.path)
         for f in sorted(p.iterdir()):
@@ -164,7 +241,8 @@ class Encoder:
             elif f.suffix in (".safetensors", ".bin"):
                 h.update(f"{f.name}:{f.stat().st_size}".encode())
         label = "minilm" if name == "minilm" else p.name
-        return f"{label}-{h.hexdigest()[:12]}-{self.dtype}"
+        amp = "" if self.dtype == "float32" else "-amp"
+        return f"{label}-{h.hexdigest()[:12]}-{self.dtype}{amp}"
 
     @property
     def model(self):
@@ -174,43 +252,79 @@ class Encoder:
 
             t = time.time()
             self._model = AutoModel.from_pretrained(
-                self.path, dtype=getattr(torch, self.dtype)).to(self.device).eval()
+                self.path, dtype=torch.float32).to(self.device).eval()
             logger.info("loaded encoder %s in %.1fs", self.path, time.time() - t)
         return self._model
+
+    def autocast(self):
+        """The forward's precision context: nothing for float32, else torch.autocast."""
+        import contextlib
+
+        import torch
+
+        if self.dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=getattr(torch, self.dtype))
 
     @property
     def max_positions(self) -> int:
         cfg = json.loads((Path(self.path) / "config.json").read_text())
         return int(cfg.get("max_position_embeddings", 512))
 
-    def encode_ids(self, ids: list[list[int]], progress: bool = False) -> np.ndarray:
-        """(n, d) float32 embeddings of already framed token-id lists.
+    @property
+    def granule(self) -> int:
+        """Canonical-length multiple of a CPU reduced-precision forward (0: none). A bfloat16
+        embedding moves by ~1e-3 with the padded length of its batch (float32: ~1e-7), so on
+        CPU every text is computed at ceil(len / 8) * 8 whatever it is batched with: vectors
+        do not depend on the batch (padding <= 7 tokens a text, ~3%; exact lengths would give
+        ~1-row batches on small sets, 15% slower)."""
+        return 8 if torch_device_type(self.device) == "cpu" and self.dtype != "float32" else 0
 
-        Batches are formed over texts sorted by length, so padding stays small.
-        """
+    def batches(self, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """The length-bucketed batches (row indices) ``encode_ids`` forms for ``ids``: GPUs
+        need wide batches (at least a quarter of ``batch_size`` rows), CPUs do not."""
+        lengths = [len(x) for x in ids]
+        if torch_device_type(self.device) != "cpu":
+            return length_batches(lengths, self.batch_size, min_rows=max(4, self.batch_size // 4))
+        return length_batches(lengths, self.batch_size, min_rows=4, granule=self.granule)
+
+    def forward(self, inp, mask):
+        """(b, d) float32 L2-normalised mean-pooled embeddings of one padded batch."""
         import torch
 
+        with torch.inference_mode():
+            inp, mask = inp.to(self.device), mask.to(self.device)
+            with self.autocast():
+                h = self.model(input_ids=inp, attention_mask=mask).last_hidden_state
+            h, m = h.float(), mask.unsqueeze(-1).float()
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)           # (b, d) mean pool
+            return torch.nn.functional.normalize(pooled, dim=-1).cpu()  # L2
+
+    def encode_ids(self, ids: list[list[int]], progress: bool = False) -> np.ndarray:
+        """(n, d) float32 embeddings of already framed token-id lists, in length-bucketed
+        batches (:func:`length_batches`: padding stays under ``MAX_PAD_SHARE``)."""
         if not ids:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
-        order = np.argsort([len(x) for x in ids], kind="stable")
         out = np.empty((len(ids), self.model.config.hidden_size), dtype=np.float32)
         pad = self.tokenizer.pad_token_id or 0
-        starts = range(0, len(ids), self.batch_size)
+        batches = self.batches(ids)
         if progress:
             from tqdm.auto import tqdm
-            starts = tqdm(starts, desc="embedding", unit="batch")
-        with torch.inference_mode():
-            for s in starts:
-                idx = order[s: s + self.batch_size]
-                inp, mask = pad_batch(ids, idx, pad)
-                inp, mask = inp.to(self.device), mask.to(self.device)
-                h = self.model(input_ids=inp, attention_mask=mask).last_hidden_state.float()
-                m = mask.unsqueeze(-1).float()
-                pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)         # (b, d) mean pool
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)    # L2
-                out[idx] = pooled.cpu().numpy()
+            batches = tqdm(batches, desc="embedding", unit="batch")
+        for idx in batches:
+            inp, mask = pad_batch(ids, idx, pad, max(1, self.granule))
+            out[idx] = self.forward(inp, mask).numpy()
+            real = int(mask.sum())
+            self.n_tokens += real
+            self.n_padded += int(mask.numel()) - real
         self.n_encoded += len(ids)
         return out
+
+    @property
+    def padding_share(self) -> float:
+        """Padded positions / all positions over every forward so far."""
+        total = self.n_tokens + self.n_padded
+        return self.n_padded / total if total else 0.0
 
 
 class EmbeddingCache:
@@ -346,14 +460,6 @@ class EmbeddingCache:
         return len(self._index)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def text_key(encoder_id: str, kind: str, limits: str, inp: str | None, resp: str) -> bytes:
     h = hashlib.sha256()
     for part in (encoder_id, kind, limits, inp if inp is not None else "", resp):
@@ -403,7 +509,7 @@ class EmbeddingStore:
         for i, k in enumerate(keys):
             if k not in found and k not in todo:
                 todo[k] = i
-        logger.info("%s embeddings: %d requested, %d unique to encode, %d cached",
+        logger.debug("%s embeddings: %d requested, %d unique to encode, %d cached",
                     kind, len(keys), len(todo), len(set(keys)) - len(todo))
         todo_items = list(todo.items())
         for s in range(0, len(todo_items), SHARD_ROWS):
@@ -435,4 +541,5 @@ def store_from_config(cfg) -> EmbeddingStore:
 
 
 __all__ = ["Encoder", "EmbeddingCache", "EmbeddingStore", "TextFramer", "store_from_config",
-           "resolve_encoder_path", "default_cache_root", "text_key"]
+           "resolve_encoder_path", "default_cache_root", "text_key", "length_batches",
+           "resolve_dtype"]

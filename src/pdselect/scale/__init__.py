@@ -30,7 +30,7 @@ def _local_fn(models) -> GapsFn:
 
 def score_stage(pairs_path: str | Path, models, aspects: Sequence[str], cfg,
                 out_dir: str | Path, margin_models=None, split: str | None = "train",
-                concurrency: int = 2, progress: bool = False, weights=None) -> dict:
+                concurrency: int | None = None, progress: bool = False, weights=None) -> dict:
     """Sharded score stage: pass 1 (gaps, local or Ray per ``cfg.score.engine``), pass 2 (q, PD).
 
     ``models``: the proxy stage's model folder (loaded in each worker), a ``ProxyModels``, or a
@@ -55,8 +55,12 @@ def score_stage(pairs_path: str | Path, models, aspects: Sequence[str], cfg,
         from .ray_engine import score_sharded_ray
 
         run = score_sharded_ray(pairs_path, factory(models), aspects, out_dir, s.shard_size,
-                                concurrency, s.ray_address, split=split,
-                                margin_factory=factory(margin_models))
+                                actors=concurrency or s.ray_actors, address=s.ray_address,
+                                split=split,
+                                margin_factory=factory(margin_models),
+                                cpus_per_actor=s.ray_cpus_per_actor,
+                                gpus_per_actor=s.ray_gpus_per_actor,
+                                batch_size=s.ray_batch_size, progress=progress)
     else:
         fn = factory(models)() if isinstance(models, (str, Path)) else _local_fn(models)
         mfn = None

@@ -56,9 +56,30 @@ def part_name(index: int) -> str:
 
 
 # ----------------------------------------------------------------------------- planning
+def local_path(path: str | Path) -> Path:
+    """``path`` as a local Path: plain paths as they are, URIs through pyarrow's filesystems
+    (``file:///...``). The manifest is renamed atomically, so other filesystems (object
+    stores) must be mounted (s3fs, gcsfuse, a shared NFS path) and given by their mount path."""
+    s = str(path)
+    if isinstance(path, Path) or "://" not in s:
+        return Path(path)
+    from pyarrow import fs as pafs
+
+    try:
+        filesystem, inner = pafs.FileSystem.from_uri(s)
+    except (pa.ArrowException, ValueError) as e:
+        raise StageError(f"{s}: not a path pyarrow can open ({e}). Fix: give a local path or "
+                         "a file:// URI.") from e
+    if not isinstance(filesystem, pafs.LocalFileSystem):
+        raise StageError(f"{s}: sharded scoring needs a POSIX path (its shard manifest is "
+                         f"renamed atomically), not {filesystem.type_name}. Fix: mount the "
+                         "bucket (s3fs, gcsfuse, NFS) and give the mount path.")
+    return Path(inner)
+
+
 def list_parquet(path: str | Path) -> list[Path]:
     """The Parquet files of ``path`` (one file, or a folder's ``*.parquet`` in name order)."""
-    p = Path(path)
+    p = local_path(path)
     if p.is_file():
         return [p]
     if p.is_dir():
@@ -201,7 +222,7 @@ def pending_shards(plan: ShardPlan, out_dir: str | Path) -> list[int]:
 def prepare(pairs_path: str | Path, aspects: Sequence[str], out_dir: str | Path,
             shard_size: int) -> ShardPlan:
     """Plan the shards, pin the plan in ``out_dir`` and clear temp files of a killed run."""
-    out_dir = Path(out_dir)
+    out_dir = local_path(out_dir)
     plan = plan_shards(pairs_path, shard_size, aspects)
     (out_dir / GAPS_DIR).mkdir(parents=True, exist_ok=True)
     _check_plan(out_dir, plan)
@@ -215,6 +236,7 @@ def score_sharded(pairs_path: str | Path, gaps_fn: GapsFn, aspects: Sequence[str
                   columns: Sequence[str] = SCORER_COLUMNS, split: str | None = "train",
                   margin_fn: GapsFn | None = None, progress: bool = False) -> dict:
     """Pass 1 in this process: score every missing shard. Returns counts for the manifest."""
+    out_dir = local_path(out_dir)
     plan = prepare(pairs_path, aspects, out_dir, shard_size)
     todo = pending_shards(plan, out_dir)
     it: Iterable[int] = todo
@@ -261,7 +283,7 @@ def pd_pass(out_dir: str | Path, aspects: Sequence[str], gamma: float,
     """q_k over ALL scored pairs, then PD per part (pd.py does the maths). Returns {aspect: q}.
 
     Every pd part is rewritten (cheap next to pass 1), so a changed gamma never mixes."""
-    out_dir = Path(out_dir)
+    out_dir = local_path(out_dir)
     if (out_dir / GAPS_DIR).exists() and pending_shards(_load_plan(out_dir), out_dir):
         raise StageError(f"{out_dir}: pass 1 is incomplete; run score_sharded first.")
     delta, label, offsets = load_gaps(out_dir, aspects)
@@ -293,6 +315,6 @@ def _load_plan(out_dir: Path) -> ShardPlan:
 
 def read_scores(out_dir: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The whole PD score table (for small data and tests); large runs stream the parts."""
-    parts = sorted((Path(out_dir) / PD_DIR).glob("part-*.parquet"))
+    parts = sorted((local_path(out_dir) / PD_DIR).glob("part-*.parquet"))
     return pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in parts],
                      ignore_index=True)

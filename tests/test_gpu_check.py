@@ -1,0 +1,54 @@
+"""bench/gpu_check.sh: valid bash, and a clean skip (exit 0 + a 'skipped' JSON) without CUDA."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "bench" / "gpu_check.sh"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def test_script_syntax():
+    r = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def _fake_smi(tmp_path: Path, rc: int) -> dict:
+    """PATH with an nvidia-smi that lists a GPU (rc 0) or fails (rc != 0)."""
+    b = tmp_path / "bin"
+    b.mkdir()
+    (b / "nvidia-smi").write_text(f"#!/bin/sh\necho 'GPU 0: Fake (UUID: x)'\nexit {rc}\n")
+    (b / "nvidia-smi").chmod(0o755)
+    return {**os.environ, "PATH": f"{b}:{os.environ['PATH']}", "GPU_CHECK_BUDGET_S": "1",
+            "CUDA_VISIBLE_DEVICES": "", "PY": sys.executable}
+
+
+@pytest.mark.parametrize("rc, why", [(1, "lists no GPU"), (0, "is_available() is False")])
+def test_skips_cleanly_without_cuda(tmp_path, rc, why):
+    out = tmp_path / "res" / "gpu.json"
+    r = subprocess.run(["bash", str(SCRIPT), str(out)], env=_fake_smi(tmp_path, rc),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(out.read_text())
+    assert got["skipped"] == "no CUDA device" and why in got["reason"], got
+
+
+def test_driver_records_every_step_when_the_budget_is_spent(tmp_path):
+    out = tmp_path / "g.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--out", str(out),
+                        "--budget", "0"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(out.read_text())
+    assert set(got["steps"]) == {"env", "encoder", "proxy", "score_100k_bf16",
+                                 "score_100k_fp32", "dpo_200"}
+    assert all("budget spent" in v["skipped"] for v in got["steps"].values())
+    assert got["ok"] is False

@@ -104,6 +104,19 @@ def log_level(args) -> int:
 def _setup_logging(args) -> None:
     logging.basicConfig(level=log_level(args), datefmt="%H:%M:%S",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level(args) > logging.DEBUG:
+        # transformers draws a "Loading weights" bar per model load (several per run) and
+        # reports missing heads of freshly initialised classifiers: noise in a pdselect log
+        import os
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
+        except ImportError:  # pragma: no cover - transformers is a dependency
+            pass
 
 
 def _one_line(e: BaseException) -> str:

@@ -33,16 +33,20 @@ def label_index(aspect_col: pd.Series, aspects: list[str]) -> np.ndarray:
     return aspect_col.map(pos).to_numpy(np.int64)
 
 
-def check_gaps(gaps: np.ndarray, aspects: list[str], pair_ids: np.ndarray) -> None:
-    """Stop on NaN / infinite proxy gaps: a NaN would silently count as 0 in PD."""
+def check_gaps(gaps: np.ndarray, aspects: list[str], pair_ids: np.ndarray,
+               id_name: str = "pair_id") -> None:
+    """Stop on NaN / infinite proxy gaps: a NaN would silently count as 0 in PD.
+    ``id_name`` names what ``pair_ids`` holds (the sharded pass knows row numbers only)."""
     bad = ~np.isfinite(np.asarray(gaps, dtype=np.float64))
     if bad.any():
         rows, cols = np.nonzero(bad)
+        first = pair_ids[rows[0]]
+        first = first.item() if hasattr(first, "item") else first  # no np.int64(...) repr
         where = {aspects[c]: int((cols == c).sum()) for c in np.unique(cols)}
         raise StageError(
             f"the proxy models gave {int(bad.sum())} non-finite reward gaps (NaN or inf) on "
-            f"{len(np.unique(rows))} pairs (per aspect: {where}; first pair_id "
-            f"{pair_ids[rows[0]]!r}). PD would be wrong. Fix: re-run the proxy stage (a "
+            f"{len(np.unique(rows))} pairs (per aspect: {where}; first {id_name} "
+            f"{first!r}). PD would be wrong. Fix: re-run the proxy stage (a "
             "diverged head: lower proxy.lr, raise proxy.l2); with proxy.dtype=float16 use "
             "float32 or bfloat16.")
 

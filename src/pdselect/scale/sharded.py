@@ -287,7 +287,7 @@ def pd_pass(out_dir: str | Path, aspects: Sequence[str], gamma: float,
     if (out_dir / GAPS_DIR).exists() and pending_shards(_load_plan(out_dir), out_dir):
         raise StageError(f"{out_dir}: pass 1 is incomplete; run score_sharded first.")
     delta, label, offsets = load_gaps(out_dir, aspects)
-    check_gaps(delta, list(aspects), np.arange(len(delta)))
+    check_gaps(delta, list(aspects), np.arange(len(delta)), "row of the pair table")
     q = normaliser(delta, label, gamma)
     ptp = [np.inf, -np.inf]  # PD range over all parts, for the constant-PD check
     for p, lo, hi in zip(gap_parts(out_dir), offsets[:-1], offsets[1:]):

@@ -102,22 +102,13 @@ def time_pdselect(models, store, pairs, root: str) -> tuple[float, np.ndarray, d
 
 
 def time_naive(store, heads, pairs) -> tuple[float, np.ndarray, int]:
-    import torch
+    """(seconds, gaps, texts encoded) of score_throughput's naive K-model baseline."""
+    from score_throughput import naive_gaps  # bench/ is sys.path[0] when run as a script
 
-    enc, fr = store.encoder, store.framer
-    n0 = enc.n_encoded
+    n0 = store.encoder.n_encoded
     t = time.perf_counter()
-    gaps = np.zeros((len(pairs), len(ASPECTS)))
-    for k in range(len(ASPECTS)):          # one "reward model" per aspect
-        r = {}
-        for side in ("chosen", "rejected"):
-            ids_j = fr.joint_ids(pairs["input"].tolist(), pairs[side].tolist())
-            ids_r = fr.response_ids(pairs[side].tolist())
-            X = np.hstack([enc.encode_ids(ids_j), enc.encode_ids(ids_r)])
-            with torch.inference_mode():
-                r[side] = (torch.as_tensor(X) @ heads.w[k]).numpy()
-        gaps[:, k] = r["chosen"] - r["rejected"]
-    return time.perf_counter() - t, gaps, enc.n_encoded - n0
+    gaps = naive_gaps(store, heads, pairs)
+    return time.perf_counter() - t, gaps, store.encoder.n_encoded - n0
 
 
 def run_dtype(dtype: str, pairs: pd.DataFrame, sample: pd.DataFrame, a, root: str) -> dict:

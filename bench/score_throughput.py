@@ -72,14 +72,13 @@ def child_pdselect(pairs_dir: str, n: int, cache_dir: str, out: str) -> dict:
     return {"seconds": dt, "texts_encoded": store.encoder.n_encoded - 1}
 
 
-def child_naive(pairs_dir: str, n: int, cache_dir: str, out: str) -> dict:
+def naive_gaps(store, heads, pairs: pd.DataFrame) -> np.ndarray:
+    """The naive baseline: K separate reward models, each encoding every pair's two texts
+    itself (no cache, no sharing across aspects). Also used by bench/encoder_floor.py."""
     import torch
 
-    _, store, heads = _models(cache_dir)
-    pairs = pd.read_parquet(pairs_dir).iloc[:n]
     enc, fr = store.encoder, store.framer
-    t = time.perf_counter()
-    gaps = np.zeros((n, len(ASPECTS)))
+    gaps = np.zeros((len(pairs), len(ASPECTS)))
     for k in range(len(ASPECTS)):          # one "reward model" per aspect
         r = {}
         for side in ("chosen", "rejected"):
@@ -89,9 +88,17 @@ def child_naive(pairs_dir: str, n: int, cache_dir: str, out: str) -> dict:
             with torch.inference_mode():
                 r[side] = (torch.as_tensor(X) @ heads.w[k]).numpy()
         gaps[:, k] = r["chosen"] - r["rejected"]
+    return gaps
+
+
+def child_naive(pairs_dir: str, n: int, cache_dir: str, out: str) -> dict:
+    _, store, heads = _models(cache_dir)
+    pairs = pd.read_parquet(pairs_dir).iloc[:n]
+    t = time.perf_counter()
+    gaps = naive_gaps(store, heads, pairs)
     dt = time.perf_counter() - t
     np.save(Path(out) / "gaps.npy", gaps)
-    return {"seconds": dt, "texts_encoded": enc.n_encoded - 1}
+    return {"seconds": dt, "texts_encoded": store.encoder.n_encoded - 1}
 
 
 def run_child(mode: str, pairs_dir: str, n: int, cache_dir: str) -> dict:

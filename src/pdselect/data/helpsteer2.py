@@ -62,11 +62,10 @@ def read_helpsteer2(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
         if not b.require(file, line, rec, ["prompt", "response", *aspects],
                          nullable=("response", *aspects)):
             continue
-        prompt = b.text(rec["prompt"], file, line, rec, "prompt")
-        response = None if prompt is None else b.text(rec["response"], file, line, rec,
-                                                      "response", empty="empty response")
-        if response is None:  # one reject per record, for its first bad field
+        got = b.text_fields(file, line, rec, {"prompt": None, "response": "empty response"})
+        if got is None:
             continue
+        prompt, response = got
         input_id = short_hash(prompt)
         b.add(file, line, rec, input_id=input_id, input=prompt,
               response_id=f"{input_id}:{short_hash(response, 8)}", response=response,

@@ -62,13 +62,11 @@ def read_helpsteer3(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
         if not b.require(file, line, rec, [*FIELDS, *fields],
                          nullable=("response1", "response2", "overall_preference", *fields)):
             continue
-        context = b.text(rec["context"], file, line, rec, "context")
-        r1 = None if context is None else b.text(rec["response1"], file, line, rec,
-                                                 "response1", empty="empty response")
-        r2 = None if r1 is None else b.text(rec["response2"], file, line, rec, "response2",
-                                            empty="empty response")
-        if r2 is None:  # one reject per record, for its first bad field
+        got = b.text_fields(file, line, rec, {"context": None, "response1": "empty response",
+                                              "response2": "empty response"})
+        if got is None:
             continue
+        context, r1, r2 = got
         iid = short_hash("\x1f".join((context, r1, r2)))
         zeros = {a: 0.0 for a in aspects}
         if b.add(file, line, rec, input_id=iid, input=context, response_id=f"{iid}:1",

@@ -54,15 +54,12 @@ def read_pairs(cfg: DataConfig, rejects: RejectLog) -> PairsInput:
         if not b.require(file, line, rec, ["prompt", "chosen", "rejected", "aspect"],
                          nullable=("chosen", "rejected", "aspect")):
             continue
-        prompt = b.text(rec["prompt"], file, line, rec, "prompt")
-        chosen = None if prompt is None else b.text(rec["chosen"], file, line, rec, "chosen",
-                                                    empty="empty response")
-        rejected = None if chosen is None else b.text(rec["rejected"], file, line, rec,
-                                                      "rejected", empty="empty response")
-        aspect = None if rejected is None else b.text(rec["aspect"], file, line, rec, "aspect",
-                                                      empty="empty aspect")
-        if aspect is None:  # one reject per record, for its first bad field
+        got = b.text_fields(file, line, rec, {"prompt": None, "chosen": "empty response",
+                                              "rejected": "empty response",
+                                              "aspect": "empty aspect"})
+        if got is None:
             continue
+        prompt, chosen, rejected, aspect = got
         if chosen.strip() == rejected.strip():
             b.reject("chosen equals rejected", file, line, rec, field="rejected",
                      expected="two different responses (compared whitespace-stripped)")

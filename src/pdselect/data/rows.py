@@ -256,6 +256,18 @@ class TableBuilder:
             return None
         return "" if text is None else text
 
+    def text_fields(self, file: str, line: int, record: dict,
+              fields: dict[str, str | None]) -> list[str] | None:
+        """``record[field]`` as text for each field (value: its ``empty`` reason, see
+        :meth:`text`), or None after rejecting the FIRST bad field: one reject per record."""
+        out = []
+        for field, empty in fields.items():
+            t = self.text(record[field], file, line, record, field, empty=empty)
+            if t is None:
+                return None
+            out.append(t)
+        return out
+
     def rating(self, name: str, value: Any, file: str, line: int, record: Any) -> float:
         """Parse one rating; count it if missing, reject it if invalid; NaN unless valid."""
         x, problem = parse_rating(value)

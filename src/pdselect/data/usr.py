@@ -57,12 +57,11 @@ def read_usr(cfg: DataConfig, rejects: RejectLog, *, source: str) -> RatedTable:
                                            *aspects, "overall"],
                          nullable=("response", "fact", *aspects, "overall")):
             continue
-        history = b.text(rec["dialog_history"], file, line, rec, "dialog_history")
-        fact = None if history is None else b.text(rec["fact"], file, line, rec, "fact")
-        response = None if fact is None else b.text(rec["response"], file, line, rec,
-                                                    "response", empty="empty response")
-        if response is None:  # one reject per record, for its first bad field
+        got = b.text_fields(file, line, rec, {"dialog_history": None, "fact": None,
+                                              "response": "empty response"})
+        if got is None:
             continue
+        history, fact, response = got
         input_id = short_hash(history)
         b.add(file, line, rec, input_id=input_id, input=build_input(history, fact),
               response_id=f"{input_id}:{rec['model']}", response=response.strip(),

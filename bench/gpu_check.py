@@ -200,7 +200,7 @@ def step_dpo_200(work: Path) -> dict:
                    max_length=256)
     data = root / "select" / "dpo"
     if SMALL:  # the CPU dry run: 16 pairs (reference log-probs of all 185 take ~10 min on CPU)
-        from pdselect.align import read_pairs
+        from pdselect.dpo_data import read_pairs
 
         read_pairs(data).iloc[:16].to_parquet(work / "dpo_small.parquet")
         data = work / "dpo_small.parquet"

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pdselect.align import align, build_trainer, encode_pair, format_pairs, read_pairs
+from pdselect.align import align, build_trainer
+from pdselect.dpo_data import encode_pair, format_pairs, read_pairs
 from pdselect.config import AlignConfig
 from pdselect.errors import InputError
 from pdselect.implicit_reward import implicit_reward_accuracy, implicit_reward_gaps

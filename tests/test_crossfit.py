@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).parent))
 from test_reward import _cfg, synthetic_pairs, tiny_bert64  # noqa: E402,F401
 
-from pdselect.reward import ProxyModels, train_proxy_models  # noqa: E402
+from pdselect.reward import load_proxy_models, train_proxy_models  # noqa: E402
 from pdselect.reward.crossfit import CrossFitModels, fold_of  # noqa: E402
 from pdselect.reward.diagnostics import (accuracy_interval, proxy_warnings,  # noqa: E402
                                          reliability_weights)
@@ -58,7 +58,7 @@ def test_every_pair_is_scored_by_models_that_never_saw_its_input(tiny_bert64, tm
     assert m["n_val"] == int((df["aspect"] == "A").sum())
     lo, hi = m["val_accuracy_ci95"]
     assert lo <= m["val_accuracy"] <= hi and m["val_accuracy"] > 0.8   # separable aspect
-    loaded = ProxyModels.load(tmp_path / "m", cfg)
+    loaded = load_proxy_models(tmp_path / "m", cfg)
     assert isinstance(loaded, CrossFitModels)
     np.testing.assert_allclose(loaded.gaps(df), gaps, rtol=0, atol=1e-12)
 

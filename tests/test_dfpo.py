@@ -67,7 +67,8 @@ def _trainer_loss_vs_hand(tmp_path, loss: str, K: int, pds: list[float]):
     import pandas as pd
     from transformers import AutoModelForCausalLM
 
-    from pdselect.align import build_trainer, format_pairs
+    from pdselect.align import build_trainer
+    from pdselect.dpo_data import format_pairs
     from pdselect.config import AlignConfig
     from pdselect.implicit_reward import sequence_logps
     from pdselect.policy import tiny_llama

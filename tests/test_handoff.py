@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from tiny_data import tiny_overrides, write_tiny
 
-from pdselect.align import conversational_example, format_pairs, read_pairs, to_conversational
+from pdselect.dpo_data import conversational_example, format_pairs, read_pairs, to_conversational
 from pdselect.artifacts import RunDir
 from pdselect.config import load_config
 from pdselect.errors import InputError

@@ -296,7 +296,7 @@ def test_no_legend_when_nothing_is_drawn(kept_figures, tmp_path):
 
 def test_method_colours_are_distinct():
     from pdselect import plots
-    from pdselect.report_experiment import METHOD_ORDER
+    from pdselect.plots import METHOD_ORDER
 
     colours = [plots.method_colour(m) for m in METHOD_ORDER]
     assert len(set(colours)) == len(METHOD_ORDER)

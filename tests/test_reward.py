@@ -18,7 +18,8 @@ from test_embed import make_tiny_bert  # noqa: E402
 from pdselect import pd as pdm  # noqa: E402
 from pdselect.config import ProxyConfig  # noqa: E402
 from pdselect.errors import StageError  # noqa: E402
-from pdselect.reward import ProxyModels, train_proxy_models, train_unified_model  # noqa: E402
+from pdselect.reward import (load_proxy_models, train_proxy_models,  # noqa: E402
+                             train_unified_model)
 from pdselect.reward.base import plan_jobs, split_by_input, unique_texts  # noqa: E402
 from pdselect.reward.heads import PairGroup, bt_logit_t, bt_loss_t, fit_heads  # noqa: E402
 
@@ -166,7 +167,7 @@ def test_gaps_save_load_and_single_pass(tiny_bert64, tmp_path):
     r_l = models.rewards(fresh.input.tolist(), fresh.rejected.tolist())
     np.testing.assert_allclose(g, r_w - r_l, atol=1e-5)
     before = enc.n_encoded
-    loaded = ProxyModels.load(tmp_path / "proxy", cfg)
+    loaded = load_proxy_models(tmp_path / "proxy", cfg)
     np.testing.assert_allclose(loaded.gaps(fresh), g, atol=1e-5)
     assert loaded.scorer.store.encoder.n_encoded == 0   # all from the disk cache
     assert loaded.aspects == ["A", "L"] and loaded.metrics["A"]["n_train"] == 40

@@ -21,7 +21,7 @@ from test_reward import synthetic_pairs  # noqa: E402
 from pdselect import pd as pdm  # noqa: E402
 from pdselect.config import ProxyConfig  # noqa: E402
 from pdselect.embed import TextFramer  # noqa: E402
-from pdselect.reward import ProxyModels, train_proxy_models  # noqa: E402
+from pdselect.reward import load_proxy_models, train_proxy_models  # noqa: E402
 from pdselect.reward.trl_backend import fit_reward_model, load_tokenizer, trl_margin  # noqa: E402
 
 TOK_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -126,5 +126,5 @@ def test_trl_backend_trains_and_scores(arch, lora, tiny_bert_cls, tiny_llama_cls
     assert g.shape == (len(df), 2) and np.isfinite(g).all()
     m = models.metrics["A"]
     assert m["n_train"] == 12 and 0 <= m["val_accuracy"] <= 1 and np.isnan(m["length_corr_before"])
-    loaded = ProxyModels.load(tmp_path / "proxy", cfg)
+    loaded = load_proxy_models(tmp_path / "proxy", cfg)
     np.testing.assert_allclose(loaded.gaps(df), g, atol=1e-5)

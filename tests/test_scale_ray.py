@@ -160,8 +160,8 @@ def test_an_actor_given_a_gpu_encodes_on_cuda(monkeypatch):
     class Fake:
         gaps = "gaps-fn"
 
-    monkeypatch.setattr(reward.ProxyModels, "load",
-                        classmethod(lambda cls, d, cfg: seen.append(cfg.device) or Fake()))
+    monkeypatch.setattr(reward, "load_proxy_models",
+                        lambda d, cfg: seen.append(cfg.device) or Fake())
     f = R.ProxyGapsFactory("/models", ProxyConfig())
     monkeypatch.setattr(R, "_actor_gpus", lambda: [])
     assert f() == "gaps-fn"

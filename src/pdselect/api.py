@@ -113,7 +113,7 @@ def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float =
     ``run_dir is not None``."""
     from datasets import Dataset
 
-    from .align import read_pairs
+    from .dpo_data import read_pairs
     from .artifacts import RunDir
     from .config import load_config
     from .pipeline import STAGES, run_pipeline

@@ -46,7 +46,7 @@ def _eval_frame(test: pd.DataFrame, n_max: int, seed: int) -> pd.DataFrame:
 def dpo_metrics(cfg: RunConfig, cell, base: dict, out_root: Path) -> list[dict]:
     """One row per DPO-trained method: held-out implicit-reward accuracy and cost."""
     from .align import align
-    from .experiment import SUBSET_METHODS, method_pairs
+    from .experiment_methods import SUBSET_METHODS, method_pairs
     from .implicit_reward import implicit_reward_gaps
 
     rows, models = [], {}

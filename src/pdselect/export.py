@@ -57,11 +57,11 @@ def load_inspect(root: Path) -> pd.DataFrame:
     if path.exists():
         return pd.read_parquet(path)
     from .artifacts import RunDir
-    from .pipeline import _train_pairs, load_score_pool
+    from .stage_tables import load_score_pool, train_pairs
     from .schema import public_view
 
     run = RunDir(root)
-    return inspect_table(public_view(_train_pairs(run)), load_score_pool(run),
+    return inspect_table(public_view(train_pairs(run)), load_score_pool(run),
                          pd.read_parquet(root / "select" / "selection.parquet"))
 
 
@@ -73,7 +73,7 @@ def trl_table(inspect: pd.DataFrame, chat_format: str = "standard") -> pd.DataFr
     cols = [*TEXT_COLUMNS, "pair_id", "aspect", "rank", "pd", *gap_columns(kept)]
     out = kept[[c for c in cols if c in kept.columns]].reset_index(drop=True)
     if chat_format == "conversational":
-        from .align import to_conversational
+        from .dpo_data import to_conversational
 
         out = to_conversational(out)
     elif chat_format != "standard":

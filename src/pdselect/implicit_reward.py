@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .align import encode_pair, format_pairs
+from .dpo_data import encode_pair, format_pairs
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from .config import RunConfig
 from .errors import StageError
 from .rejects import RejectLog
 from .schema import RatedTable, public_view
+from .stage_tables import load_score_pool, train_pairs
 
 log = logging.getLogger(__name__)
 STAGES = ["ingest", "aggregate", "proxy", "score", "select", "report"]
@@ -96,16 +97,11 @@ def stage_aggregate(cfg: RunConfig, run: RunDir) -> dict:
     return summary
 
 
-def _train_pairs(run: RunDir) -> pd.DataFrame:
-    pairs = pd.read_parquet(run.root / "aggregate" / "pairs.parquet")
-    return pairs[pairs["split"] == "train"].reset_index(drop=True)
-
-
 def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
     from .reward import UNIFIED, train_proxy_models
 
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
-    train = public_view(_train_pairs(run))
+    train = public_view(train_pairs(run))
     out = run.stage("proxy")
     floor = cfg.aggregate.min_pairs_per_aspect  # the one floor: aggregate checked the same
     models = train_proxy_models(train, aspects, cfg.proxy, cfg.seed, out / "aspects", progress,
@@ -126,7 +122,7 @@ def stage_score(cfg: RunConfig, run: RunDir) -> dict:
     from .score import pd_rati_table
 
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
-    pairs = _train_pairs(run)
+    pairs = train_pairs(run)
     out = run.stage("score")
     if cfg.score.engine == "ray" or len(pairs) > cfg.score.shard_size:
         table, summary = _score_sharded(cfg, run, aspects, out)
@@ -143,14 +139,14 @@ def stage_score(cfg: RunConfig, run: RunDir) -> dict:
 
 
 def _score_in_memory(cfg: RunConfig, run: RunDir, pairs: pd.DataFrame, aspects: list[str]):
-    from .reward import ProxyModels
+    from .reward import load_proxy_models
     from .score import score_table
 
     public = public_view(pairs)
-    models = ProxyModels.load(run.root / "proxy" / "aspects", cfg.proxy)
+    models = load_proxy_models(run.root / "proxy" / "aspects", cfg.proxy)
     margin = None
     if (run.root / "proxy" / "unified").exists():
-        margin = ProxyModels.load(run.root / "proxy" / "unified", cfg.proxy).gaps(public)[:, 0]
+        margin = load_proxy_models(run.root / "proxy" / "unified", cfg.proxy).gaps(public)[:, 0]
     table, q = score_table(public, models.gaps(public), aspects, cfg.score.gamma, margin,
                            _pd_weights(cfg, run, aspects))
     return table, {"engine": "in-memory", "q": q}
@@ -184,15 +180,6 @@ def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
     return read_scores(out / "sharded"), summary
 
 
-def load_score_pool(run: RunDir) -> pd.DataFrame:
-    """Scores joined with the PD-rati oracle (if any): the table selectors run on."""
-    table = pd.read_parquet(run.root / "score" / "scores.parquet")
-    rati = run.root / "score" / "pd_rati.parquet"
-    if rati.exists():
-        table = table.merge(pd.read_parquet(rati), on="pair_id", how="left", validate="1:1")
-    return table
-
-
 def stage_select(cfg: RunConfig, run: RunDir) -> dict:
     from .export import inspect_table, length_stats, pd_cutoff, trl_table, write_trl_dataset
     from .select import make_selector
@@ -214,7 +201,7 @@ def stage_select(cfg: RunConfig, run: RunDir) -> dict:
             table[col] = pool[col].to_numpy()
     out = run.stage("select")
     write_parquet(out / "selection.parquet", table)
-    inspect = inspect_table(public_view(_train_pairs(run)), pool, table)
+    inspect = inspect_table(public_view(train_pairs(run)), pool, table)
     write_parquet(out / "inspect.parquet", inspect)
     # the TRL dataset alone in its folder: load_dataset(<run>/select/dpo), trl dpo --dataset_name
     data_file = write_trl_dataset(out / "dpo", trl_table(inspect, s.chat_format), s.output_format)

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .report_experiment import _order
-
+#: the order methods are listed in, in tables and legends (unknown ones last)
+METHOD_ORDER = ["ALL", "OVA", "AVG", "DFPO", "RAND", "RAF", "PD-rati", "PD", "PD-high", "PD-nl",
+                "IRG"]
 CONFLICT_ORDER = ["natural", "0.1", "0.2", "0.3"]
 FULL_DATA = ("ALL", "OVA", "AVG", "DFPO")
 METHOD_COLOURS = {"ALL": "#000000", "OVA": "#8c564b", "AVG": "#bcbd22", "DFPO": "#9467bd",
@@ -22,6 +23,10 @@ METHOD_COLOURS = {"ALL": "#000000", "OVA": "#8c564b", "AVG": "#bcbd22", "DFPO": 
 _SPARE = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2",
           "#dbdb8d", "#9edae5"]
 KEPT, DROPPED = "#d62728", "#9e9e9e"
+
+
+def method_order(methods) -> list[str]:
+    return sorted(methods, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
 
 
 def method_colour(method: str) -> str:
@@ -99,7 +104,7 @@ def conflict_robustness(summary: pd.DataFrame, out: Path, metric: str, budget: f
         d = summary[(summary["dataset"] == ds)
                     & ((summary["budget"] == budget) | (summary["budget"] == 1.0))]
         levels = [c for c in CONFLICT_ORDER if c in set(d["conflict"])] or list(d["conflict"].unique())
-        for m in _order(d["method"].unique()):
+        for m in method_order(d["method"].unique()):
             r = d[d["method"] == m].set_index("conflict").reindex(levels)
             if f"{metric}_mean" not in r or not _drawn(r[f"{metric}_mean"]):
                 continue  # nothing to draw: no legend entry either
@@ -117,7 +122,7 @@ def budget_curve(summary: pd.DataFrame, out: Path, metric: str, conflict: str = 
     plt, fig, panels = _panels(summary)
     for ax, ds in panels:
         d = summary[(summary["dataset"] == ds) & (summary["conflict"] == conflict)]
-        for m in _order(d["method"].unique()):
+        for m in method_order(d["method"].unique()):
             r = d[d["method"] == m].sort_values("budget")
             if f"{metric}_mean" not in r or not _drawn(r[f"{metric}_mean"]):
                 continue

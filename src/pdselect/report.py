@@ -7,7 +7,6 @@ All numbers are computed here from the run directory's artifacts.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -109,7 +108,7 @@ def _selection_part(cfg: RunConfig, run: RunDir, train: pd.DataFrame) -> dict:
             "dataset": select_meta.get("dataset"), "chat_format": select_meta.get("chat_format"),
             "examples": _examples(inspect, cfg.select.inspect_top)}
     if "h_agrees_overall" in train.columns and train["h_agrees_overall"].notna().any():
-        from .pipeline import load_score_pool
+        from .stage_tables import load_score_pool
 
         pool = load_score_pool(run).merge(train[["pair_id", "h_agrees_overall"]], on="pair_id")
         methods = list(dict.fromkeys([cfg.select.method] + list(cfg.select.compare)))

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .plots import method_order
+
 METRICS_ORDER = ["auc", "conflict_rate"]
-METHOD_ORDER = ["ALL", "OVA", "AVG", "DFPO", "RAND", "RAF", "PD-rati", "PD", "PD-high", "PD-nl",
-                "IRG"]
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
@@ -40,16 +40,12 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def _order(methods) -> list[str]:
-    return sorted(methods, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
-
-
 def conflict_table(s: pd.DataFrame, dataset: str, metric: str, budget: float) -> list[str]:
     """Rows = methods (subset methods at ``budget``, full-data ones at 1.0), cols = levels."""
     d = s[(s["dataset"] == dataset) & ((s["budget"] == budget) | (s["budget"] == 1.0))]
     levels = list(dict.fromkeys(d["conflict"]))
     lines = ["| method | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
-    for m in _order(d["method"].unique()):
+    for m in method_order(d["method"].unique()):
         cells = []
         for lv in levels:
             r = d[(d["method"] == m) & (d["conflict"] == lv)]

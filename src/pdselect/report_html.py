@@ -46,13 +46,10 @@ def num(v, digits: int = 3) -> str:
 def write_figures(report: dict, run: RunDir, out: Path) -> dict[str, Path]:
     """The report's PNGs in ``out`` (the run's report/ folder); {} without matplotlib."""
     try:
-        from . import plots
-    except ImportError:  # pragma: no cover - matplotlib is the optional [plots] extra
-        return {}
-    try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (the optional [plots] extra)
     except ImportError:
         return {}
+    from .plots import aspect_conflict_matrix, length_shift, run_pd_histogram
     from .export import load_inspect
 
     root = run.root
@@ -65,17 +62,17 @@ def write_figures(report: dict, run: RunDir, out: Path) -> dict[str, Path]:
         agrees = inspect[["pair_id"]].merge(pairs[["pair_id", "h_agrees_overall"]],
                                             on="pair_id", how="left")["h_agrees_overall"]
         agrees = agrees.to_numpy(np.float64)
-    figs["pd_histogram"] = plots.run_pd_histogram(inspect["pd"].to_numpy(), inspect["kept"],
-                                                  s.get("pd_cutoff"), out, agrees)
+    figs["pd_histogram"] = run_pd_histogram(inspect["pd"].to_numpy(), inspect["kept"],
+                                            s.get("pd_cutoff"), out, agrees)
     for key, what in (("proxy", "proxies' reward gaps"), ("true", "true ratings")):
         m = report["conflict_matrix"].get(key)
         if m:
             frame = pd.DataFrame(m).T.astype(float)
-            plots.aspect_conflict_matrix(frame, out, f"Aspect conflict from the {what}",
-                                         f"conflict_{key}.png")
+            aspect_conflict_matrix(frame, out, f"Aspect conflict from the {what}",
+                                   f"conflict_{key}.png")
             figs[f"conflict_{key}"] = out / f"conflict_{key}.png"
     if s["length_before"] and s["length_after"]:
-        figs["length_shift"] = plots.length_shift(s["length_before"], s["length_after"], out)
+        figs["length_shift"] = length_shift(s["length_before"], s["length_after"], out)
     return figs
 
 

@@ -78,7 +78,7 @@ def _features_fn(cfg: RunConfig):
 
 def _probe_part(cfg: RunConfig, run: RunDir, test: pd.DataFrame, feats) -> dict:
     """Probe trained on the selection vs on every train pair, in one batched fit per L2."""
-    from .align import read_pairs
+    from .dpo_data import read_pairs
     from .probe import probe_many
 
     sel = read_pairs(selected_dataset(run)).rename(columns={"prompt": "input"})

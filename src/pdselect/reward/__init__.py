@@ -3,7 +3,7 @@ RAF-like margin baseline.
 
     models = train_proxy_models(train_pairs, aspects, cfg.proxy, seed=0, out_dir=run / "proxy")
     delta = models.gaps(all_pairs)              # (N, K) r_k(x, y_w) - r_k(x, y_l), rho dropped
-    models = ProxyModels.load(run / "proxy", cfg.proxy)
+    models = load_proxy_models(run / "proxy", cfg.proxy)
 
 Backends (``cfg.backend``): ``frozen_encoder`` (cached sentence embeddings + BT heads, CPU) and
 ``trl`` (fine-tune a sequence classifier per aspect with TRL's RewardTrainer).
@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .base import MIN_PAIRS_PER_ASPECT, ProxyModels, train_models
+from .loading import load_proxy_models
 
 UNIFIED = "unified"
 
@@ -37,7 +38,7 @@ def train_proxy_models(train_pairs: pd.DataFrame, aspects: list[str], cfg, seed:
     """One length-debiased proxy reward model per aspect, trained on D_k (pairs labelled k).
 
     Raises StageError when an aspect has fewer than ``min_pairs`` pairs. Saves to ``out_dir``
-    when given (``ProxyModels.load`` reads it back). With ``cfg.cross_fit >= 2`` the models are
+    when given (``load_proxy_models`` reads it back). With ``cfg.cross_fit >= 2`` the models are
     cross-fitted by input (reward/crossfit.py): ``gaps`` of a training pair is out of fold.
     """
     if int(getattr(cfg, "cross_fit", 0) or 0) >= 2:
@@ -63,4 +64,5 @@ def train_unified_model(train_pairs: pd.DataFrame, cfg, seed: int,
                               diagnostics=diagnostics)
 
 
-__all__ = ["ProxyModels", "train_proxy_models", "train_unified_model", "UNIFIED"]
+__all__ = ["ProxyModels", "load_proxy_models", "train_proxy_models", "train_unified_model",
+           "UNIFIED"]

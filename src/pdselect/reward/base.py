@@ -14,7 +14,6 @@ A backend turns a list of jobs into fitted rewards; see ``Backend``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import zlib
@@ -278,26 +277,3 @@ class ProxyModels:
         meta = {"aspects": self.aspects, "backend": self.backend, "metrics": self.metrics,
                 "info": self.info}
         write_json(out_dir / META_FILE, meta)  # written last: its presence means the save finished
-
-    @classmethod
-    def load(cls, out_dir: Path, cfg) -> "ProxyModels":
-        out_dir = Path(out_dir)
-        f = out_dir / META_FILE
-        if not f.exists():
-            raise StageError(f"{f} does not exist: the proxy stage did not finish there. "
-                             "Fix: re-run the proxy stage (pdselect run resumes it).")
-        meta = json.loads(f.read_text())
-        if meta.get("cross_fit"):
-            from .crossfit import CrossFitModels
-            return CrossFitModels.load(out_dir, cfg)
-        if meta["backend"] == "frozen_encoder":
-            from .frozen import FrozenScorer
-            scorer = FrozenScorer.load(out_dir, cfg)
-        elif meta["backend"] == "trl":
-            from .trl_backend import TRLScorer
-            scorer = TRLScorer.load(out_dir, cfg)
-        else:
-            raise StageError(f"{f}: unknown proxy backend {meta['backend']!r}.")
-        return cls(meta["aspects"], meta["metrics"], scorer, meta.get("info"),
-                   shrink=float(getattr(cfg, "uncertainty_shrink", 0.0) or 0.0))
-

@@ -19,7 +19,6 @@ fold f's models only. Then
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -81,13 +80,6 @@ class CrossFitModels(ProxyModels):
         write_json(out_dir / META_FILE, {"aspects": self.aspects, "backend": self.backend,
                                          "cross_fit": self.n_folds, "seed": self.seed,
                                          "metrics": self.metrics, "info": self.info})
-
-    @classmethod
-    def load(cls, out_dir: Path, cfg) -> "CrossFitModels":
-        out_dir = Path(out_dir)
-        meta = json.loads((out_dir / META_FILE).read_text())
-        folds = [ProxyModels.load(out_dir / f"fold-{f}", cfg) for f in range(meta["cross_fit"])]
-        return cls(meta["aspects"], meta["metrics"], folds, meta["seed"], meta.get("info"))
 
 
 def train_cross_fitted(pairs: pd.DataFrame, aspects: list[str], cfg, seed: int, make_backend,

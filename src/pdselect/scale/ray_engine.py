@@ -60,12 +60,12 @@ class ProxyGapsFactory:
         self.model_dir, self.proxy_cfg = str(model_dir), proxy_cfg
 
     def __call__(self) -> GapsFn:
-        from ..reward import ProxyModels
+        from ..reward import load_proxy_models
 
         cfg = self.proxy_cfg
         if str(cfg.device) == "cpu" and _actor_gpus():
             cfg = replace(cfg, device="cuda")
-        return ProxyModels.load(Path(self.model_dir), cfg).gaps
+        return load_proxy_models(Path(self.model_dir), cfg).gaps
 
 
 def _actor_gpus() -> list:

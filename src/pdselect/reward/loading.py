@@ -1,0 +1,44 @@
+"""Read saved proxy models back: one entry point for every kind a proxy stage writes.
+
+    models = load_proxy_models(run / "proxy" / "aspects", cfg.proxy)
+
+The folder's ``proxy_models.json`` (written last by ``ProxyModels.save``) says what it holds:
+cross-fitted folds (``cross_fit``: one sub-folder per fold, each loaded like any folder), or
+one scorer of a backend (frozen_encoder heads, trl fine-tuned models). The dispatch lives here,
+above the model classes, so base.py never imports the backends or the cross-fitting that
+build on it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import StageError
+from .base import META_FILE, ProxyModels
+
+
+def load_proxy_models(out_dir: str | Path, cfg) -> ProxyModels:
+    """The ProxyModels (or CrossFitModels) saved in ``out_dir``, for scoring with ``cfg``."""
+    out_dir = Path(out_dir)
+    f = out_dir / META_FILE
+    if not f.exists():
+        raise StageError(f"{f} does not exist: the proxy stage did not finish there. "
+                         "Fix: re-run the proxy stage (pdselect run resumes it).")
+    meta = json.loads(f.read_text())
+    if meta.get("cross_fit"):
+        from .crossfit import CrossFitModels
+
+        folds = [load_proxy_models(out_dir / f"fold-{k}", cfg) for k in range(meta["cross_fit"])]
+        return CrossFitModels(meta["aspects"], meta["metrics"], folds, meta["seed"],
+                              meta.get("info"))
+    if meta["backend"] == "frozen_encoder":
+        from .frozen import FrozenScorer
+        scorer = FrozenScorer.load(out_dir, cfg)
+    elif meta["backend"] == "trl":
+        from .trl_backend import TRLScorer
+        scorer = TRLScorer.load(out_dir, cfg)
+    else:
+        raise StageError(f"{f}: unknown proxy backend {meta['backend']!r}.")
+    return ProxyModels(meta["aspects"], meta["metrics"], scorer, meta.get("info"),
+                       shrink=float(getattr(cfg, "uncertainty_shrink", 0.0) or 0.0))

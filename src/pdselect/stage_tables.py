@@ -1,0 +1,30 @@
+"""Tables one stage reads from another stage's artifacts in a run directory.
+
+    pairs = train_pairs(run)        # the aggregate stage's train split (hidden h_ columns kept)
+    pool = load_score_pool(run)     # the score table + PD-rati: what selectors rank
+
+Kept apart from pipeline.py so that the stages' helpers (export, report) can read them without
+importing the pipeline that calls them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .artifacts import RunDir
+
+
+def train_pairs(run: RunDir) -> pd.DataFrame:
+    """The aggregate stage's TRAIN pairs (the selection pool), hidden columns included: callers
+    that train or score pass them through ``schema.public_view``."""
+    pairs = pd.read_parquet(run.root / "aggregate" / "pairs.parquet")
+    return pairs[pairs["split"] == "train"].reset_index(drop=True)
+
+
+def load_score_pool(run: RunDir) -> pd.DataFrame:
+    """Scores joined with the PD-rati oracle (if any): the table selectors run on."""
+    table = pd.read_parquet(run.root / "score" / "scores.parquet")
+    rati = run.root / "score" / "pd_rati.parquet"
+    if rati.exists():
+        table = table.merge(pd.read_parquet(rati), on="pair_id", how="left", validate="1:1")
+    return table

@@ -4,7 +4,7 @@ dropped responses from rejected ratings."""
 import json
 import re
 
-from tiny_data import write_tiny
+from tiny_data import tiny_overrides, write_tiny
 
 from pdselect.cli import main
 from pdselect.report import md_escape, split_ingest_rejects
@@ -35,11 +35,7 @@ def test_report_escapes_labels_and_separates_counts(tmp_path):
     rows[1]["answer"] = "   "  # an empty response: dropped
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run_dir = tmp_path / "run_*a*|b"
-    over = [f"run_dir={run_dir}", "data.source=generic", f"data.path={data}",
-            "data.columns={input: q, response: answer}",
-            f"data.aspect_columns={{'{HOSTILE}': help, concise: short}}",
-            f"data.scales={{'{HOSTILE}': [1, 5], concise: [1, 5]}}", "proxy.epochs=20",
-            "select.compare=[pd, random]"]
+    over = tiny_overrides(data, run_dir, aspect=HOSTILE)
     assert main(["-q", "run", *over]) == 0
     md = (run_dir / "report.md").read_text()
     assert HOSTILE not in md and md_escape(HOSTILE) in md

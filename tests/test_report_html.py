@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_data import write_tiny
+from tiny_data import tiny_overrides, write_tiny
 
 from pdselect.config import load_config
 from pdselect.pipeline import run_pipeline
@@ -83,11 +83,7 @@ def hostile_run(tmp_path_factory):
             r["q"] = EVIL
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run_dir = d / "run"
-    over = [f"run_dir={run_dir}", "data.source=generic", f"data.path={data}",
-            "data.columns={input: q, response: answer}",
-            f"data.aspect_columns={{'{HOSTILE}': help, concise: short}}",
-            f"data.scales={{'{HOSTILE}': [1, 5], concise: [1, 5]}}", "proxy.epochs=20",
-            "select.compare=[pd, random]", "select.inspect_top=40"]
+    over = tiny_overrides(data, run_dir, "select.inspect_top=40", aspect=HOSTILE)
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append

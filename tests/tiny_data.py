@@ -27,9 +27,11 @@ def write_tiny(path: Path, n_inputs: int = 8, n_responses: int = 4, seed: int = 
     return path
 
 
-def tiny_overrides(path: Path, run_dir: Path, *extra: str) -> list[str]:
+def tiny_overrides(path: Path, run_dir: Path, *extra: str, aspect: str = "helpful") -> list[str]:
+    """Overrides for a run on ``write_tiny`` data; ``aspect`` renames the first aspect (quoted
+    in the YAML values, so hostile names reach the pipeline as given)."""
     return [f"run_dir={run_dir}", "data.source=generic", f"data.path={path}",
             "data.columns={input: q, response: answer}",
-            "data.aspect_columns={helpful: help, concise: short}",
-            "data.scales={helpful: [1, 5], concise: [1, 5]}", "proxy.epochs=20",
+            f"data.aspect_columns={{'{aspect}': help, concise: short}}",
+            f"data.scales={{'{aspect}': [1, 5], concise: [1, 5]}}", "proxy.epochs=20",
             "select.compare=[pd, random]", *extra]

@@ -42,6 +42,10 @@ def test_overrides_and_types():
     (["data.source=ultrafeedback"], "no bundled copy"),
     (["select=3"], "is a section"),
     (["budget"], "key=value"),
+    (["proxy.cross_fit=-3"], "proxy.cross_fit.*must be >= 0"),
+    (["proxy.uncertainty_shrink=-1"], "proxy.uncertainty_shrink.*must be >= 0"),
+    (["score.aspect_weights={a: -1}"], "score.aspect_weights.a.*must be a number >= 0"),
+    (["score.aspect_weights={a: yes}"], "score.aspect_weights.a.*not a number"),
 ])
 def test_bad_values_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):

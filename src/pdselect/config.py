@@ -410,6 +410,7 @@ _POSITIVE: list[tuple[str, float, bool]] = [
     ("experiment.dpo_eval_pairs", 0, False), ("select.inspect_top", 0, False),
     ("score.ray_actors", 1, False), ("score.ray_batch_size", 1, False),
     ("score.ray_cpus_per_actor", 0, False), ("score.ray_gpus_per_actor", 0, False),
+    ("proxy.cross_fit", 0, False), ("proxy.uncertainty_shrink", 0, False),
 ]
 
 
@@ -440,6 +441,10 @@ def _validate_sizes(cfg: RunConfig) -> None:
             if v < 0:
                 raise ConfigError(f"{key}[{i}]", f"{v!r} must be >= 0.",
                                   "L2 strengths are 0 or more.")
+    for a, w in cfg.score.aspect_weights.items():
+        if not w >= 0:  # the type (a finite number) is checked when the value is parsed
+            raise ConfigError(f"score.aspect_weights.{a}", f"{w!r} must be a number >= 0.",
+                              "give each aspect a weight of 0 or more (1: the paper's).")
     for a, sc in cfg.data.scales.items():
         if len(sc) != 2 or not sc[0] < sc[1]:
             raise ConfigError(f"data.scales.{a}", f"{sc!r} is not [min, max] with min < max.",

@@ -83,7 +83,9 @@ def test_bf16_vectors_do_not_depend_on_the_batch(tiny_bert):
     for rows in batches:                                       # one canonical length each
         assert len({-(-len(ids[i]) // enc8.granule) for i in rows}) == 1
     assert enc8.granule == 8 and Encoder(str(tiny_bert)).granule == 0
-    # control: the same rows in ONE padded batch give other bfloat16 vectors
+    # control: the same rows in ONE padded batch are close. Whether padding moves a bf16
+    # vector at all depends on the CPU's kernels (it does with AVX-512-BF16/AMX, not on an
+    # AVX2-only AMD EPYC), so only closeness is asserted: canonical lengths are what make the
+    # equality above hold on every CPU.
     padded = enc8.forward(*pad_batch(ids, np.arange(len(ids)), 0)).numpy()
-    assert not np.array_equal(padded, a)
     np.testing.assert_allclose(padded, a, atol=5e-2)

@@ -1,6 +1,6 @@
 """Conflict-detection AUC study: PD (proxy models) vs margin (unified RM, RAF-like) vs PD-rati.
 
-Same protocol as ``pdselect.experiment.score_cell`` / the pipeline, in-process:
+Same protocol as ``pdselect.experiments.grid.score_cell`` / the pipeline, in-process:
 read_source -> aggregate (seeded; natural conflict unless --conflict) -> train pairs ->
 public_view -> train_proxy_models + train_unified_model -> score_table -> roc_auc of -PD (and
 of +margin, of -PD-rati) for "pair agrees with the hidden overall preference".
@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pdselect.aggregate import aggregate
+from pdselect.aggregate.pairs import aggregate
 from pdselect.config import load_config
 from pdselect.data import read_source
-from pdselect.evaluate import roc_auc
-from pdselect.rejects import RejectLog
+from pdselect.report.evaluate import roc_auc
+from pdselect.data.rejects import RejectLog
 from pdselect.reward import train_proxy_models, train_unified_model
-from pdselect.schema import public_view
-from pdselect.score import pd_rati_table, pd_weights, score_table
+from pdselect.data.schema import public_view
+from pdselect.score.table import pd_rati_table, pd_weights, score_table
 
 DATASETS = ["usr_topical_chat", "usr_persona_chat", "summeval_op"]
 

@@ -20,7 +20,7 @@ reports the fastest repetition of each and the median of the per-repetition rati
 every repetition is in the JSON. Pairs/s of (c)
 comes from its single run. Also reported: the padding share of (b)'s batches (padded positions /
 all positions), tokenisations vs unique texts, and max |gap_(b) - gap_(c)| on the sample.
-Pairs: ``pdselect.scale.generate`` (UltraFeedback shape: 4 responses, 6 pairs per input).
+Pairs: ``pdselect.data.synthetic`` (UltraFeedback shape: 4 responses, 6 pairs per input).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def build(dtype: str, cache_dir: str, batch_size: int):
 
 
 def cold(store, root: str):
-    from pdselect.embed import EmbeddingCache
+    from pdselect.reward.embed import EmbeddingCache
 
     store.cache = EmbeddingCache(tempfile.mkdtemp(dir=root), store.encoder.id)
 
@@ -148,10 +148,10 @@ def padding_at_scale(root: str, seed: int, n_texts: int = 4096) -> list[dict]:
     """Padding share of one embedding chunk (SHARD_ROWS = 4096 unique texts) from token
     lengths alone: fixed-size sorted batches vs pdselect's length buckets (float32; GPU
     sizes) and the canonical-length batches of a CPU bfloat16 forward."""
-    from pdselect.embed import TextFramer, length_batches
+    from pdselect.reward.embed import TextFramer, length_batches
     from pdselect.reward.frozen import make_store
     from pdselect.config import ProxyConfig
-    from pdselect.scale.generate import generate_pairs
+    from pdselect.data.synthetic import generate_pairs
 
     generate_pairs(n_texts * 6 // 4, f"{root}/scale", shard_size=10**7, seed=seed + 1)
     p = pd.read_parquet(f"{root}/scale")
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from pdselect.scale.generate import generate_pairs
+    from pdselect.data.synthetic import generate_pairs
 
     root = tempfile.mkdtemp(prefix="bench-floor-")
     if a.padding_only:

@@ -72,7 +72,7 @@ def step_env(work: Path) -> dict:
 def _texts(work: Path, n_pairs: int):
     import pandas as pd
 
-    from pdselect.scale.generate import generate_pairs
+    from pdselect.data.synthetic import generate_pairs
 
     folder = work / f"pairs_{n_pairs}"
     if not folder.exists():
@@ -85,7 +85,7 @@ def step_encoder(work: Path) -> dict:
     the whole embed path with a cold cache (tokenise + frame + forward + cache)."""
     import torch
 
-    from pdselect.embed import EmbeddingStore, Encoder
+    from pdselect.reward.embed import EmbeddingStore, Encoder
 
     p = _texts(work, 12_000).drop_duplicates(["input", "chosen"]).iloc[:N_TEXTS]
     inputs, resps = p["input"].tolist(), p["chosen"].tolist()
@@ -149,7 +149,7 @@ def _score(work: Path, dtype: str) -> dict:
     from pdselect.reward.base import ProxyModels
     from pdselect.reward.frozen import FrozenScorer, make_store
     from pdselect.reward.heads import BTHeads
-    from pdselect.scale import pd_pass, score_sharded
+    from pdselect.score.engine import pd_pass, score_sharded
 
     t = time.perf_counter()
     _texts(work, N_PAIRS)
@@ -191,7 +191,7 @@ def step_dpo_200(work: Path) -> dict:
     align.py sets it on a GPU) on the PD selection of the proxy step (or a fresh one)."""
     from dataclasses import replace
 
-    from pdselect.align import align
+    from pdselect.align.dpo import align
     from pdselect.pipeline import run_pipeline
 
     cfg = _run_cfg(work, "demo_bfloat16", ["proxy.dtype=bfloat16"])
@@ -200,7 +200,7 @@ def step_dpo_200(work: Path) -> dict:
                    max_length=256)
     data = root / "select" / "dpo"
     if SMALL:  # the CPU dry run: 16 pairs (reference log-probs of all 185 take ~10 min on CPU)
-        from pdselect.dpo_data import read_pairs
+        from pdselect.select.dpo_data import read_pairs
 
         read_pairs(data).iloc[:16].to_parquet(work / "dpo_small.parquet")
         data = work / "dpo_small.parquet"

@@ -5,7 +5,7 @@
 #
 # Records: encoder texts/s at batch 256 (fp32 and bf16, forward and whole embed path, padding
 # share), proxy training time on bundled USR Topical-Chat (fp32, bf16), 100k-pair scoring
-# (pairs from pdselect.scale.generate; bf16 and fp32), 200 TRL DPO steps of SmolLM2-135M, and
+# (pairs from pdselect.data.synthetic; bf16 and fp32), 200 TRL DPO steps of SmolLM2-135M, and
 # nvidia-smi peak memory per step (+ torch's own peak). Installs nothing: HF/pip are forced
 # offline; a missing package makes that step an error in the JSON, not a download.
 # Without a CUDA device it writes {"skipped": "no CUDA device", ...} and exits 0.

@@ -3,7 +3,7 @@
     .venv/bin/python bench/make_pairs.py --n-pairs 1000000 --out bench_data/pairs_1m
 
 UltraFeedback shape: 4 responses per input, all 6 pairs, 4 aspects. Memory is one shard;
-finished shards are kept when re-run. See pdselect.scale.generate for how texts are built.
+finished shards are kept when re-run. See pdselect.data.synthetic for how texts are built.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import resource
 import time
 
-from pdselect.scale.generate import generate_pairs
+from pdselect.data.synthetic import generate_pairs
 
 
 def main() -> None:

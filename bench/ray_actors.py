@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python bench/ray_actors.py \
         --n-pairs 240 --shard-size 60 --batch-size 30 --out /tmp/ray_actors.json
 
-Pairs from ``pdselect.scale.generate``; a proxy model folder with K = 4 random linear heads
+Pairs from ``pdselect.data.synthetic``; a proxy model folder with K = 4 random linear heads
 on MiniLM (features both) is saved once and loaded by the production factory
 (``ProxyGapsFactory``) in every actor, as ``pdselect run score.engine=ray`` does. Each mode
 scores the same pairs with a COLD embedding cache of its own (pass 1 only: the gap parts):
@@ -59,9 +59,9 @@ def main(argv=None) -> int:
     import torch
 
     from pdselect.config import ProxyConfig
-    from pdselect.scale import score_sharded
-    from pdselect.scale.generate import generate_pairs
-    from pdselect.scale.ray_engine import ProxyGapsFactory, score_sharded_ray
+    from pdselect.score.engine import score_sharded
+    from pdselect.data.synthetic import generate_pairs
+    from pdselect.score.ray_engine import ProxyGapsFactory, score_sharded_ray
 
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="bench-ray-"))

@@ -4,7 +4,7 @@
 
 What is measured, per size N, each in a fresh child process (peak RSS = its ru_maxrss):
   pass1   score_sharded over the generated Parquet pairs (shard_size 100k) with a hash-based
-          stand-in scorer (pdselect.scale.testing.HashGaps: K = 4 gaps per pair from a hash of
+          stand-in scorer (pdselect.score.testing.HashGaps: K = 4 gaps per pair from a hash of
           pair_id, ~free). It reads pair_id + aspect only: this is the engine's own cost (I/O,
           sharding, atomic part writes), NOT the model cost, which bench/score_throughput.py
           measures and which is linear in unique texts.
@@ -12,7 +12,7 @@ What is measured, per size N, each in a fresh child process (peak RSS = its ru_m
   select  select_parts (method pd, budget 0.3): np.partition threshold + tie pass + filter
           pass writing the selection parts.
   sort    for reference: the in-memory PDSelector.fit (global sort) on the same PD table.
-The pair set is generated once from the bundled real texts (pdselect.scale.generate, 10k-pair
+The pair set is generated once from the bundled real texts (pdselect.data.synthetic, 10k-pair
 files; size N uses the first N/10k files). The exponent b of time ~ N^b is fitted by least
 squares on log-log over the sizes.
 """
@@ -38,9 +38,10 @@ FILE_ROWS = 5_004  # whole inputs (6 pairs each) per generated file
 def child(pairs: str, out: str) -> dict:
     import pandas as pd
 
-    from pdselect.scale import pd_pass, read_scores, score_sharded, select_parts
-    from pdselect.scale.testing import HashGaps
-    from pdselect.select import make_selector
+    from pdselect.score.engine import pd_pass, read_scores, score_sharded
+    from pdselect.select.threshold import select_parts
+    from pdselect.score.testing import HashGaps
+    from pdselect.select.selectors import make_selector
 
     t = {}
     s = time.perf_counter()
@@ -76,7 +77,7 @@ def main() -> None:
     if a.child:
         print(json.dumps(child(*a.child)))
         return
-    from pdselect.scale.generate import generate_pairs
+    from pdselect.data.synthetic import generate_pairs
 
     data = Path(a.data or tempfile.mkdtemp(prefix="bench-scale-"))
     s = time.perf_counter()

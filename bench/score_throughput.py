@@ -16,7 +16,7 @@ thread, torch.inference_mode.
     padding: the gap is the algorithmic one (dedup + shared encoder pass).
 
 Every measurement runs in its own child process; peak RSS is that child's ru_maxrss. The
-encoder load is excluded from the timing in both. Pairs come from pdselect.scale.generate
+encoder load is excluded from the timing in both. Pairs come from pdselect.data.synthetic
 (UltraFeedback shape: 4 responses / 6 pairs per input). The two gap tables are compared on the
 naive subset as a correctness check.
 """
@@ -58,7 +58,7 @@ def _models(cache_dir: str):
 
 
 def child_pdselect(pairs_dir: str, n: int, cache_dir: str, out: str) -> dict:
-    from pdselect.scale import pd_pass, score_sharded
+    from pdselect.score.engine import pd_pass, score_sharded
 
     models, store, _ = _models(cache_dir)
     src = Path(out) / "pairs.parquet"
@@ -135,7 +135,7 @@ def main() -> None:
         return
     pairs = a.pairs or tempfile.mkdtemp(prefix="bench-pairs-")
     if not a.pairs:
-        from pdselect.scale.generate import generate_pairs
+        from pdselect.data.synthetic import generate_pairs
         generate_pairs(max(a.n_pairs, a.naive_pairs), pairs, shard_size=10**7, seed=1)
     cache = a.cache_dir or tempfile.mkdtemp(prefix="bench-cache-")
     rows = [run_child("pdselect", pairs, a.n_pairs, cache),        # cold: empty cache

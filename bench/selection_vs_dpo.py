@@ -52,7 +52,7 @@ def main() -> int:
         os.environ["PDSELECT_CACHE"] = models_cache
     else:
         os.environ.pop("PDSELECT_CACHE")
-    from pdselect.align import align
+    from pdselect.align.dpo import align
 
     n_sel = json.loads((root / "select" / "meta.json").read_text())["n_selected"]
     steps_epoch = math.ceil(n_sel / args.batch_size)

@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdselect.aggregate import (aggregate, apply_conflict_level, build_pairs, pair_id,
+from pdselect.aggregate.pairs import (aggregate, apply_conflict_level, build_pairs, pair_id,
                                 split_by_input)
 from pdselect.config import AggregateConfig
 from pdselect.errors import StageError
-from pdselect.rejects import RejectLog
-from pdselect.schema import RatedTable, public_view
+from pdselect.data.rejects import RejectLog
+from pdselect.data.schema import RatedTable, public_view
 
 
 def rated(overall=True):

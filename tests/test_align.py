@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from pdselect.align import align, build_trainer
-from pdselect.dpo_data import encode_pair, format_pairs, read_pairs
+from pdselect.align.dpo import align, build_trainer
+from pdselect.select.dpo_data import encode_pair, format_pairs, read_pairs
 from pdselect.config import AlignConfig
 from pdselect.errors import InputError
-from pdselect.implicit_reward import implicit_reward_accuracy, implicit_reward_gaps
-from pdselect.policy import tiny_llama
+from pdselect.align.implicit_reward import implicit_reward_accuracy, implicit_reward_gaps
+from pdselect.align.policy import tiny_llama
 
 torch.set_num_threads(1)
 
@@ -166,7 +166,7 @@ def test_implicit_reward_lora_adapter_folder(tiny, tmp_path):
 # ----------------------------------------------------------------------------- real model
 @pytest.mark.slow
 def test_smollm2_convert_and_two_lora_steps(tmp_path):
-    from pdselect.policy import ensure_smollm2
+    from pdselect.align.policy import ensure_smollm2
 
     folder = ensure_smollm2()
     cfg_json = json.loads((folder / "config.json").read_text())
@@ -182,11 +182,11 @@ def test_smollm2_convert_and_two_lora_steps(tmp_path):
 
 def test_reference_logps_of_heldout_pairs_are_computed_once(tmp_path, monkeypatch):
     """Policies from one start share the reference pass on the same held-out pairs."""
-    import pdselect.implicit_reward as IR
+    import pdselect.align.implicit_reward as IR
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from pdselect.policy import tiny_llama
+    from pdselect.align.policy import tiny_llama
 
     path = tiny_llama(tmp_path / "tiny")
     base = AutoModelForCausalLM.from_pretrained(path)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from pdselect.embed import EmbeddingCache, EmbeddingStore, Encoder, TextFramer
+from pdselect.reward.embed import EmbeddingCache, EmbeddingStore, Encoder, TextFramer
 from tests.test_embed import make_tiny_bert
 
 INPUTS = ["a question about cats", "what is rain", "how tall is a giraffe"]
@@ -77,7 +77,7 @@ def test_disk_full_gives_a_clear_message(tmp_path, monkeypatch):
 
 HUGE_SCRIPT = """
 import resource, sys
-from pdselect.embed import Encoder, TextFramer
+from pdselect.reward.embed import Encoder, TextFramer
 fr = TextFramer(Encoder(sys.argv[1]).tokenizer, 16, 8)
 huge = "word " * 2_000_000                                # 10 MB
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

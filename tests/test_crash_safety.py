@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pdselect.artifacts import SENTINEL
+from pdselect.run.artifacts import SENTINEL
 from pdselect.pipeline import STAGES
 
 OVERRIDES = ["data.source=usr_persona_chat", "proxy.epochs=60", "score.margin_model=true"]
@@ -20,7 +20,7 @@ OVERRIDES = ["data.source=usr_persona_chat", "proxy.epochs=60", "score.margin_mo
 # the stage has started writing but has not finished (no _SUCCESS marker).
 DRIVER = textwrap.dedent("""
     import os, signal, sys
-    import pdselect.artifacts as A
+    import pdselect.run.artifacts as A
     import pdselect.pipeline as P
     stage, nth = sys.argv[1], int(sys.argv[2])
     real = A.atomic_path

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pdselect.dfpo import WORKED_EXAMPLE, dfpo_loss, dpo_margin, pd_as_ref_shift
+from pdselect.align.dfpo import WORKED_EXAMPLE, dfpo_loss, dpo_margin, pd_as_ref_shift
 
 torch.set_num_threads(1)
 
@@ -67,11 +67,11 @@ def _trainer_loss_vs_hand(tmp_path, loss: str, K: int, pds: list[float]):
     import pandas as pd
     from transformers import AutoModelForCausalLM
 
-    from pdselect.align import build_trainer
-    from pdselect.dpo_data import format_pairs
+    from pdselect.align.dpo import build_trainer
+    from pdselect.select.dpo_data import format_pairs
     from pdselect.config import AlignConfig
-    from pdselect.implicit_reward import sequence_logps
-    from pdselect.policy import tiny_llama
+    from pdselect.align.implicit_reward import sequence_logps
+    from pdselect.align.policy import tiny_llama
 
     path = tiny_llama(tmp_path)
     df = pd.DataFrame({"prompt": [f"say {w}" for w in ("a", "bb", "ccc", "dd")],

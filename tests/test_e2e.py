@@ -95,7 +95,7 @@ def test_cli_entry_point_and_errors():
 
 
 def test_align_and_eval_stages_on_the_selection(demo_run, tmp_path):
-    from pdselect.policy import tiny_llama
+    from pdselect.align.policy import tiny_llama
 
     policy = tiny_llama(tmp_path / "tiny")
     over = [f"run_dir={demo_run}", f"align.policy={policy}", "align.max_steps=2",

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from pdselect.embed import EmbeddingCache, EmbeddingStore, Encoder, TextFramer  # noqa: E402
+from pdselect.reward.embed import EmbeddingCache, EmbeddingStore, Encoder, TextFramer  # noqa: E402
 
 
 def _minilm_path() -> str:
@@ -96,7 +96,7 @@ def test_cache_hit_embeds_nothing_second_time(tiny_bert, tmp_path):
 
 
 def test_cache_survives_new_process_and_concurrent_writers(tiny_bert, tmp_path):
-    code = ("import sys; from pdselect.embed import *; "
+    code = ("import sys; from pdselect.reward.embed import *; "
             "s = EmbeddingStore(Encoder(sys.argv[1]), sys.argv[2], 8, 8); "
             "s.embed(None, ['x', 'y', sys.argv[3]], 'response'); print(s.encoder.n_encoded)")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tiny_bert), str(tmp_path), extra],
@@ -132,7 +132,7 @@ def test_real_minilm_similarity(tmp_path):
 
 
 def test_length_batches_cover_every_row_once_with_little_padding():
-    from pdselect.embed import length_batches
+    from pdselect.reward.embed import length_batches
 
     rng = np.random.default_rng(0)
     L = rng.integers(5, 300, 1000)

@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import pdselect.embed as E  # noqa: E402
+import pdselect.reward.embed as E  # noqa: E402
 from pdselect.config import load_config  # noqa: E402
-from pdselect.embed import EmbeddingStore, Encoder  # noqa: E402
+from pdselect.reward.embed import EmbeddingStore, Encoder  # noqa: E402
 
 from test_embed import tiny_bert  # noqa: E402,F401  (session fixture)
 
@@ -65,7 +65,7 @@ def test_bad_dtype_is_refused(tiny_bert):
 def test_bf16_vectors_do_not_depend_on_the_batch(tiny_bert):
     """Canonical-length batches on CPU: a text's bfloat16 vector is the same whatever it is
     batched with (other padding moves it: the control below)."""
-    from pdselect.embed import TextFramer, pad_batch
+    from pdselect.reward.embed import TextFramer, pad_batch
 
     words = "one two three four five six seven eight nine ten eleven twelve".split()
     texts = [" ".join(words[: 1 + (i * 7) % 12]) + f" w{i}" for i in range(24)]

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from pdselect.config import load_config
-from pdselect.experiment import run_experiment
-from pdselect.policy import tiny_llama
+from pdselect.experiments.grid import run_experiment
+from pdselect.align.policy import tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from tiny_data import tiny_overrides, write_tiny
 
 from pdselect.cli import main
 from pdselect.config import DataConfig
-from pdselect.fingerprint import input_fingerprint
+from pdselect.run.fingerprint import input_fingerprint
 
 
 # ----------------------------------------------------------------------------- unit
@@ -44,7 +44,7 @@ def test_folder_counts_every_file_and_bundled_sources_count_too(tmp_path):
 
 
 def test_large_files_count_by_size_and_mtime(tmp_path, monkeypatch):
-    import pdselect.fingerprint as F
+    import pdselect.run.fingerprint as F
 
     monkeypatch.setattr(F, "HASH_LIMIT", 10)  # every file is "large" here
     f = write_tiny(tmp_path / "d.jsonl")

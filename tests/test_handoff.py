@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from tiny_data import tiny_overrides, write_tiny
 
-from pdselect.dpo_data import conversational_example, format_pairs, read_pairs, to_conversational
-from pdselect.artifacts import RunDir
+from pdselect.select.dpo_data import conversational_example, format_pairs, read_pairs, to_conversational
+from pdselect.run.artifacts import RunDir
 from pdselect.config import load_config
 from pdselect.errors import InputError
 from pdselect.pipeline import run_pipeline
-from pdselect.schema import HIDDEN_PREFIX
+from pdselect.data.schema import HIDDEN_PREFIX
 
 ASPECTS = ["helpful", "concise"]
 TRL_COLUMNS = ["prompt", "chosen", "rejected", "pair_id", "aspect", "rank", "pd",
@@ -108,7 +108,7 @@ def test_inspect_table_has_every_pool_pair(run):
 
 
 def test_align_and_eval_read_the_folder(run):
-    from pdselect.stages_policy import selected_dataset
+    from pdselect.policy_stages import selected_dataset
 
     folder = selected_dataset(RunDir(run))
     assert folder == run / "select" / "dpo"
@@ -157,7 +157,7 @@ def test_conversational_export_is_what_align_trains_on(run, variant, tmp_path):
     from transformers import AutoTokenizer
     from trl.data_utils import is_conversational
 
-    from pdselect.policy import tiny_llama
+    from pdselect.align.policy import tiny_llama
 
     root = variant("select.chat_format=conversational")
     conv = _load(root / "select" / "dpo", tmp_path)["train"]
@@ -184,7 +184,7 @@ def test_stock_dpo_trainer_trains_on_the_folder_with_extra_columns(run, variant,
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from pdselect.policy import tiny_llama
+    from pdselect.align.policy import tiny_llama
 
     root = run if chat_format == "standard" else variant(f"select.chat_format={chat_format}")
     ds = _load(root / "select" / "dpo", tmp_path)["train"]

@@ -19,13 +19,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pdselect.aggregate import build_pairs, from_pairs_input  # noqa: E402
+from pdselect.aggregate.pairs import build_pairs, from_pairs_input  # noqa: E402
 from pdselect.config import AggregateConfig, DataConfig  # noqa: E402
 from pdselect.data import read_source  # noqa: E402
 from pdselect.data.loading import iter_records  # noqa: E402
 from pdselect.errors import InputError  # noqa: E402
-from pdselect.rejects import RejectLog  # noqa: E402
-from pdselect.schema import RatedTable  # noqa: E402
+from pdselect.data.rejects import RejectLog  # noqa: E402
+from pdselect.data.schema import RatedTable  # noqa: E402
 
 HERE = Path(__file__).parent
 BAD = HERE / "data" / "bad"

@@ -11,7 +11,7 @@ import yaml
 
 from pdselect.cli import main
 from pdselect.config import load_config
-from pdselect.data.sniff import EXAMPLES, guess_scale, sniff
+from pdselect.init_config import EXAMPLES, guess_scale, sniff
 from pdselect.errors import InputError
 from pdselect.validate import validate
 

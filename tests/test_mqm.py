@@ -39,13 +39,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdselect.aggregate import aggregate, build_pairs
+from pdselect.aggregate.pairs import aggregate, build_pairs
 from pdselect.config import AggregateConfig, DataConfig
 from pdselect.data import read_source
 from pdselect.data.mqm import BUNDLED, is_reference, read_mqm_file
 from pdselect.errors import InputError
-from pdselect.rejects import RejectLog
-from pdselect.schema import delta_col
+from pdselect.data.rejects import RejectLog
+from pdselect.data.schema import delta_col
 
 FIX = Path(__file__).parent / "fixtures" / "mqm"
 TED, GENERAL = FIX / "ted_sample.tsv", FIX / "general_sample.tsv"

@@ -4,13 +4,13 @@ scoring, selection, the probe's training subsets or the DPO training files."""
 import pandas as pd
 import pytest
 
-import pdselect.experiment as E
+import pdselect.experiments.grid as E
 import pdselect.reward as R
 import pdselect.reward.base as RB
-import pdselect.select as S
+import pdselect.select.selectors as S
 from pdselect.config import load_config
 from pdselect.pipeline import run_pipeline
-from pdselect.schema import HIDDEN_PREFIX
+from pdselect.data.schema import HIDDEN_PREFIX
 
 SEEN: list[str] = []
 

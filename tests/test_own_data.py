@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdselect.aggregate import aggregate, build_pairs, holdout_rule
+from pdselect.aggregate.pairs import aggregate, build_pairs, holdout_rule
 from pdselect.config import AggregateConfig, DataConfig, load_config
 from pdselect.data import read_source
 from pdselect.errors import InputError
-from pdselect.rejects import RejectLog
+from pdselect.data.rejects import RejectLog
 from pdselect.validate import validate
 
 ASPECTS = ["helpful", "honest", "brief"]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdselect.probe import overall_accuracy, probe_accuracy, probe_many
+from pdselect.experiments.probe import overall_accuracy, probe_accuracy, probe_many
 
 
 def toy(n_inputs=30, seed=0):

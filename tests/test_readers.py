@@ -19,8 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pdselect.config import DataConfig  # noqa: E402
 from pdselect.data import READERS, PairsInput, read_source  # noqa: E402
 from pdselect.errors import InputError  # noqa: E402
-from pdselect.rejects import RejectLog  # noqa: E402
-from pdselect.schema import RATED_BASE, RatedTable  # noqa: E402
+from pdselect.data.rejects import RejectLog  # noqa: E402
+from pdselect.data.schema import RATED_BASE, RatedTable  # noqa: E402
 
 HERE = Path(__file__).parent
 FIX = HERE / "fixtures"

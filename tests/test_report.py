@@ -7,7 +7,7 @@ import re
 from tiny_data import tiny_overrides, write_tiny
 
 from pdselect.cli import main
-from pdselect.report import md_escape, split_ingest_rejects
+from pdselect.report.run_report import md_escape, split_ingest_rejects
 
 HOSTILE = "x|y*z_`<b>"  # an aspect name that would break a table, emphasise, open HTML/code
 

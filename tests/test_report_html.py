@@ -17,8 +17,8 @@ from tiny_data import tiny_overrides, write_tiny
 
 from pdselect.config import load_config
 from pdselect.pipeline import run_pipeline
-from pdselect.report import md_escape, selection_warnings
-from pdselect.report_html import num, render_html
+from pdselect.report.run_report import md_escape, selection_warnings
+from pdselect.report.html import num, render_html
 from pdselect.reward.diagnostics import interval_of
 
 HOSTILE = "x|y*z_`<b>"  # an aspect name that would open HTML
@@ -257,7 +257,7 @@ def _summary():
 
 
 def test_experiment_plots_legend_only_what_is_drawn(kept_figures, tmp_path):
-    from pdselect import plots
+    from pdselect.report import plots
 
     s = _summary()
     s.loc[s["method"] == "PD-rati", "auc_mean"] = np.nan  # PD-rati drawn nowhere
@@ -281,7 +281,7 @@ def test_experiment_plots_legend_only_what_is_drawn(kept_figures, tmp_path):
 
 
 def test_no_legend_when_nothing_is_drawn(kept_figures, tmp_path):
-    from pdselect import plots
+    from pdselect.report import plots
 
     s = _summary().assign(auc_mean=np.nan)
     with warnings.catch_warnings():
@@ -291,15 +291,15 @@ def test_no_legend_when_nothing_is_drawn(kept_figures, tmp_path):
 
 
 def test_method_colours_are_distinct():
-    from pdselect import plots
-    from pdselect.plots import METHOD_ORDER
+    from pdselect.report import plots
+    from pdselect.report.plots import METHOD_ORDER
 
     colours = [plots.method_colour(m) for m in METHOD_ORDER]
     assert len(set(colours)) == len(METHOD_ORDER)
 
 
 def test_conflict_matrix_colour_bar_is_labelled(kept_figures, tmp_path):
-    from pdselect import plots
+    from pdselect.report import plots
 
     m = pd.DataFrame([[np.nan, 0.2], [0.3, np.nan]], index=["a", "b"], columns=["a", "b"])
     plots.aspect_conflict_matrix(m, tmp_path, "t", "m.png")
@@ -310,7 +310,7 @@ def test_conflict_matrix_colour_bar_is_labelled(kept_figures, tmp_path):
 
 
 def test_run_pd_histogram_legend_and_cutoff(kept_figures, tmp_path):
-    from pdselect import plots
+    from pdselect.report import plots
 
     pdv = np.linspace(-2, 2, 50)
     with warnings.catch_warnings():

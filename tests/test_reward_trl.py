@@ -20,7 +20,7 @@ from test_reward import synthetic_pairs  # noqa: E402
 
 from pdselect import pd as pdm  # noqa: E402
 from pdselect.config import ProxyConfig  # noqa: E402
-from pdselect.embed import TextFramer  # noqa: E402
+from pdselect.reward.embed import TextFramer  # noqa: E402
 from pdselect.reward import load_proxy_models, train_proxy_models  # noqa: E402
 from pdselect.reward.trl_backend import fit_reward_model, load_tokenizer, trl_margin  # noqa: E402
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from tiny_data import tiny_overrides, write_tiny
 
-from pdselect.artifacts import LOCK, SENTINEL, RunDir, RunDirError
+from pdselect.run.artifacts import LOCK, SENTINEL, RunDir, RunDirError
 from pdselect.cli import main
 
 

@@ -11,9 +11,9 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray[data] is not installed: engine=ray is untestable "
                                         "here (pip install 'ray[data]')")
 
-from pdselect.scale import pd_pass, read_scores, score_sharded  # noqa: E402
-from pdselect.scale.ray_engine import score_sharded_ray  # noqa: E402
-from pdselect.scale.testing import HashGaps, HashGapsFactory  # noqa: E402
+from pdselect.score.engine import pd_pass, read_scores, score_sharded  # noqa: E402
+from pdselect.score.ray_engine import score_sharded_ray  # noqa: E402
+from pdselect.score.testing import HashGaps, HashGapsFactory  # noqa: E402
 
 from test_scale_sharded import ASPECTS, make_pairs, write_shards  # noqa: E402
 
@@ -90,7 +90,7 @@ def test_ray_file_uris_margin_and_empty_shard(tmp_path):
 def test_ray_resume_commits_complete_staging_and_redoes_partial(tmp_path):
     """A Ray run killed mid-write leaves staged files: a complete shard is committed as it is
     (not scored again), a shard missing rows or with a truncated file is scored again."""
-    from pdselect.scale.ray_engine import staging_dir
+    from pdselect.score.ray_engine import staging_dir
 
     df = make_pairs(150, seed=3)
     folder = write_shards(df, tmp_path / "in", [150])
@@ -125,7 +125,7 @@ def test_ray_resume_commits_complete_staging_and_redoes_partial(tmp_path):
 
 def test_object_store_uri_is_refused_with_a_fix(tmp_path):
     from pdselect.errors import StageError
-    from pdselect.scale.sharded import local_path
+    from pdselect.score.sharded import local_path
 
     assert local_path(f"file://{tmp_path}") == tmp_path
     with pytest.raises(StageError, match="mount"):
@@ -134,7 +134,7 @@ def test_object_store_uri_is_refused_with_a_fix(tmp_path):
 
 def test_score_stage_takes_the_ray_settings_from_config(tmp_path):
     from pdselect.config import load_config
-    from pdselect.scale import score_stage
+    from pdselect.score.engine import score_stage
 
     df = make_pairs(120, seed=4)
     folder = write_shards(df, tmp_path / "in", [60, 60])
@@ -152,7 +152,7 @@ def test_score_stage_takes_the_ray_settings_from_config(tmp_path):
 
 def test_an_actor_given_a_gpu_encodes_on_cuda(monkeypatch):
     import pdselect.reward as reward
-    import pdselect.scale.ray_engine as R
+    import pdselect.score.ray_engine as R
     from pdselect.config import ProxyConfig
 
     seen = []

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pdselect.errors import StageError
-from pdselect.scale import pd_pass, read_scores, score_sharded
-from pdselect.scale.sharded import GAPS_DIR, plan_shards, read_rows
-from pdselect.scale.testing import HashGaps
-from pdselect.score import score_table
+from pdselect.score.engine import pd_pass, read_scores, score_sharded
+from pdselect.score.sharded import GAPS_DIR, plan_shards, read_rows
+from pdselect.score.testing import HashGaps
+from pdselect.score.table import score_table
 
 ASPECTS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
 
@@ -175,7 +175,7 @@ def test_real_proxy_models_plug_in(tmp_path):
     from pdselect.reward.base import ProxyModels
     from pdselect.reward.frozen import FrozenScorer, make_store
     from pdselect.reward.heads import BTHeads
-    from pdselect.scale.generate import generate_pairs
+    from pdselect.data.synthetic import generate_pairs
 
     generate_pairs(24, tmp_path / "pairs", shard_size=12, seed=4)
     store = make_store(ProxyConfig(features="both", max_input_tokens=32,

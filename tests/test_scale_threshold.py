@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdselect.errors import ConfigError
-from pdselect.scale.threshold import find_boundary, select_parts, threshold_support
-from pdselect.select import make_selector
+from pdselect.select.threshold import find_boundary, select_parts, threshold_support
+from pdselect.select.selectors import make_selector
 
 KEYS = [-1.0, -0.5, -0.0, 0.0, 0.5, 1.0, np.nan]
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from pdselect.errors import ConfigError, StageError
-from pdselect.scale.sharded import pd_pass, score_sharded
-from pdselect.score import score_table
-from pdselect.select import PDSelector, budget_size
+from pdselect.score.sharded import pd_pass, score_sharded
+from pdselect.score.table import score_table
+from pdselect.select.selectors import PDSelector, budget_size
 
 ASPECTS = ["a", "b", "c"]
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdselect.errors import ConfigError
-from pdselect.select import SELECTORS, apportion, budget_size, make_selector
+from pdselect.select.selectors import SELECTORS, apportion, budget_size, make_selector
 
 
 def table(n=40, seed=0, ties=False):

@@ -15,7 +15,7 @@ from .api import select_pairs  # noqa: E402
 from .config import RunConfig, load_config  # noqa: E402
 from .pd import normalise, normaliser, pd_from_gaps, preference_divergence  # noqa: E402
 from .pipeline import STAGES, run_pipeline, run_stage  # noqa: E402
-from .select import SELECTORS, make_selector  # noqa: E402
+from .select.selectors import SELECTORS, make_selector  # noqa: E402
 
 __all__ = ["RunConfig", "load_config", "run_pipeline", "run_stage", "STAGES", "SELECTORS",
            "make_selector", "select_pairs", "pd_from_gaps", "preference_divergence",

@@ -86,7 +86,7 @@ def data_config(df: pd.DataFrame, path: Path, aspects: list[str] | None,
 
 
 def _write_input(df: pd.DataFrame, path: Path) -> None:
-    from .artifacts import atomic_path
+    from .run.artifacts import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     text = df.to_json(orient="records", lines=True, force_ascii=False)
@@ -113,8 +113,8 @@ def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float =
     ``run_dir is not None``."""
     from datasets import Dataset
 
-    from .dpo_data import read_pairs
-    from .artifacts import RunDir
+    from .select.dpo_data import read_pairs
+    from .run.artifacts import RunDir
     from .config import load_config
     from .pipeline import STAGES, run_pipeline
 

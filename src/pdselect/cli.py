@@ -126,7 +126,7 @@ def _one_line(e: BaseException) -> str:
 
 def exit_code(e: BaseException) -> int:
     """2 for usage errors (arguments, config values, the run directory), else 1."""
-    from .artifacts import RunDirError
+    from .run.artifacts import RunDirError
 
     return 2 if isinstance(e, (ConfigError, RunDirError)) else 1
 
@@ -159,7 +159,7 @@ def _dispatch(args, progress: bool) -> int:
     from .config import describe_fields, load_config
 
     if args.cmd == "init":
-        from .data.sniff import init_command
+        from .init_config import init_command
 
         return init_command(data=args.data, example=args.example, out=args.out,
                             force=args.force, check=not args.no_check)
@@ -181,7 +181,7 @@ def _dispatch(args, progress: bool) -> int:
         return 0 if report.ok else 1
     if args.cmd == "experiment":
         from .config import check_devices
-        from .experiment import run_experiment
+        from .experiments.grid import run_experiment
 
         check_devices(cfg)  # before any compute, as run and validate do
 

@@ -267,7 +267,7 @@ class ExperimentConfig:
     budgets: list[float] = _f([0.1, 0.3, 0.5], "Budgets for the subset methods.")
     seeds: list[int] = _f([0, 1, 2, 3, 4], "Seeds (aspect draw, split, subsampling, models).")
     methods: list[str] = _f(["ALL", "OVA", "AVG", "DFPO", "RAND", "RAF", "PD-rati", "PD",
-                             "PD-high", "PD-nl"], "Methods (see experiment.py).")
+                             "PD-high", "PD-nl"], "Methods (see experiments/grid.py).")
     probe_l2: list[float] = _f([1e-2, 1e-4], "L2 strengths of the cheap preference probe.")
     dpo_datasets: list[str] = _f([], "Datasets that also get the DPO policy level (slow on CPU).")
     dpo_conflict_levels: list[Optional[float]] = _f([None, 0.3], "Conflict levels for DPO.")
@@ -340,7 +340,7 @@ def _validate_values(cfg: RunConfig) -> None:
     if bc is not None and bc < 1:
         raise ConfigError("select.budget_count", f"{bc!r} must be >= 1 or null.",
                           "use select.budget for a fraction, or a positive count.")
-    from .select import SELECTORS  # local import: select imports nothing from config
+    from .select.selectors import SELECTORS  # local import: select imports nothing from config
     for m in cfg.select.compare:
         if m not in SELECTORS:
             raise ConfigError("select.compare", f"unknown selector {m!r}.",
@@ -467,7 +467,7 @@ def _validate_lists(cfg: RunConfig) -> None:
 
 
 # column names the pair / score / selection tables already use: an aspect with one of these
-# names would overwrite them (schema.py, score.py, pipeline.stage_select)
+# names would overwrite them (data/schema.py, score/table.py, run/pipeline.stage_select)
 RESERVED_NAMES = {"pair_id", "input_id", "input", "response_id", "response", "chosen",
                   "rejected", "aspect", "split", "chosen_id", "rejected_id", "len_chosen",
                   "len_rejected", "overall", "pd", "pd_rati", "margin", "selected", "rank",

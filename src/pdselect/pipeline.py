@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .artifacts import MARKER, RunDir, read_json, write_json, write_parquet, write_text
+from .run.artifacts import MARKER, RunDir, read_json, write_json, write_parquet, write_text
 from .config import RunConfig
 from .errors import StageError
-from .rejects import RejectLog
-from .schema import RatedTable, public_view
-from .stage_tables import load_score_pool, train_pairs
+from .data.rejects import RejectLog
+from .data.schema import RatedTable, public_view
+from .run.stage_tables import load_score_pool, train_pairs
 
 log = logging.getLogger(__name__)
 STAGES = ["ingest", "aggregate", "proxy", "score", "select", "report"]
@@ -54,7 +54,7 @@ def stage_ingest(cfg: RunConfig, run: RunDir) -> dict:
                 "has_overall": got.has_overall, "n_responses": len(got.df),
                 "n_inputs": int(got.df["input_id"].nunique())}
     meta["rejects"] = rejects.counts()
-    from .fingerprint import input_fingerprint
+    from .run.fingerprint import input_fingerprint
 
     meta["input"] = input_fingerprint(cfg.data)
     write_json(out / "meta.json", meta)
@@ -62,7 +62,7 @@ def stage_ingest(cfg: RunConfig, run: RunDir) -> dict:
 
 
 def stage_aggregate(cfg: RunConfig, run: RunDir) -> dict:
-    from .aggregate import aggregate, from_pairs_input
+    from .aggregate.pairs import aggregate, from_pairs_input
 
     meta = read_json(run.root / "ingest" / "meta.json")
     rejects = RejectLog("aggregate")
@@ -85,12 +85,12 @@ def stage_aggregate(cfg: RunConfig, run: RunDir) -> dict:
     summary = {"n_pairs": len(pairs), "n_train": len(train), "n_test": len(pairs) - len(train),
                "aspects": aspects, "pairs_per_aspect": train["aspect"].value_counts().to_dict(),
                "rejects": rejects.counts()}
-    from .aggregate import holdout_rule
+    from .aggregate.pairs import holdout_rule
 
     summary["holdout"] = holdout_rule(cfg.aggregate, bool(meta.get("has_overall")),
                                       meta["source"])[1]
     if "h_agrees_overall" in pairs.columns:
-        from .evaluate import conflict_rate
+        from .report.evaluate import conflict_rate
 
         summary["train_conflict_rate"] = conflict_rate(train["h_agrees_overall"].to_numpy())
     write_json(out / "meta.json", summary)
@@ -119,7 +119,7 @@ def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
 
 
 def stage_score(cfg: RunConfig, run: RunDir) -> dict:
-    from .score import pd_rati_table
+    from .score.table import pd_rati_table
 
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
     pairs = train_pairs(run)
@@ -140,7 +140,7 @@ def stage_score(cfg: RunConfig, run: RunDir) -> dict:
 
 def _score_in_memory(cfg: RunConfig, run: RunDir, pairs: pd.DataFrame, aspects: list[str]):
     from .reward import load_proxy_models
-    from .score import score_table
+    from .score.table import score_table
 
     public = public_view(pairs)
     models = load_proxy_models(run.root / "proxy" / "aspects", cfg.proxy)
@@ -154,7 +154,7 @@ def _score_in_memory(cfg: RunConfig, run: RunDir, pairs: pd.DataFrame, aspects: 
 
 def _pd_weights(cfg: RunConfig, run: RunDir, aspects: list[str]):
     """score.weighting's aspect weights, from the proxy stage's held-out accuracies."""
-    from .score import pd_weights
+    from .score.table import pd_weights
 
     metrics = read_json(run.root / "proxy" / "metrics.json").get("aspects", {})
     return pd_weights(cfg.score, aspects, metrics)
@@ -163,7 +163,7 @@ def _pd_weights(cfg: RunConfig, run: RunDir, aspects: list[str]):
 def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
     """Streamed, resumable scoring in shards (local or Ray; scale/). Its parts live in
     ``score/sharded`` and are concatenated into the usual score table."""
-    from .scale import read_scores, score_stage
+    from .score.engine import read_scores, score_stage
 
     import shutil
 
@@ -181,8 +181,8 @@ def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
 
 
 def stage_select(cfg: RunConfig, run: RunDir) -> dict:
-    from .export import inspect_table, length_stats, pd_cutoff, trl_table, write_trl_dataset
-    from .select import make_selector
+    from .select.export import inspect_table, length_stats, pd_cutoff, trl_table, write_trl_dataset
+    from .select.selectors import make_selector
     from .validate import check_budget
 
     s = cfg.select
@@ -221,8 +221,8 @@ def stage_select(cfg: RunConfig, run: RunDir) -> dict:
 
 
 def stage_report(cfg: RunConfig, run: RunDir) -> dict:
-    from .report import build_report
-    from .report_html import render_html, write_figures
+    from .report.run_report import build_report
+    from .report.html import render_html, write_figures
 
     report, markdown = build_report(cfg, run)
     for w in report["warnings"]:
@@ -236,13 +236,13 @@ def stage_report(cfg: RunConfig, run: RunDir) -> dict:
 
 
 def _stage_align(cfg: RunConfig, run: RunDir) -> dict:
-    from .stages_policy import stage_align
+    from .policy_stages import stage_align
 
     return stage_align(cfg, run)
 
 
 def _stage_eval(cfg: RunConfig, run: RunDir) -> dict:
-    from .stages_policy import stage_eval
+    from .policy_stages import stage_eval
 
     return stage_eval(cfg, run)
 
@@ -270,7 +270,7 @@ def config_fingerprint(cfg: RunConfig, name: str) -> str:
     import hashlib
     import json
 
-    from .fingerprint import input_fingerprint
+    from .run.fingerprint import input_fingerprint
 
     d = cfg.to_dict()
     keys = [k for st in ALL_STAGES[: ALL_STAGES.index(name) + 1] for k in _SECTIONS[st]]
@@ -308,7 +308,7 @@ def invalidate_stale(cfg: RunConfig, run: RunDir) -> list[str]:
 
 def _drop_stage(run: RunDir, name: str) -> None:
     if name == "report":
-        from .artifacts import ROOT_FILES
+        from .run.artifacts import ROOT_FILES
 
         for f in ROOT_FILES["report"]:
             (run.root / f).unlink(missing_ok=True)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .config import RunConfig, aspect_name_problem, check_devices
 from .errors import ConfigError, PDSelectError, StageError
-from .rejects import RejectLog
+from .data.rejects import RejectLog
 
 PREVIEW_ROWS = 200
 
@@ -51,7 +51,7 @@ class ValidationReport:
 def preflight(cfg: RunConfig) -> None:
     """Machine and run-directory checks (raise PDSelectError): the devices the config names
     exist here, and ``run_dir`` is new, empty or a pdselect run (artifacts.check_run_dir)."""
-    from .artifacts import RunDirError, check_run_dir
+    from .run.artifacts import RunDirError, check_run_dir
 
     check_devices(cfg)
     problem = check_run_dir(cfg.run_dir)
@@ -61,7 +61,7 @@ def preflight(cfg: RunConfig) -> None:
 
 def check_budget(cfg: RunConfig, n_pool: int) -> int:
     """Pairs the configured budget keeps out of ``n_pool``; an error if none (or too many)."""
-    from .select import budget_size
+    from .select.selectors import budget_size
 
     s = cfg.select
     if n_pool == 0:
@@ -77,8 +77,8 @@ def check_budget(cfg: RunConfig, n_pool: int) -> int:
 
 def check_pairs(cfg: RunConfig, pairs: pd.DataFrame, aspects: list[str]) -> None:
     """Everything about the aggregated pairs that would stop a later stage (raise)."""
-    from .aggregate import check_aspect_counts
-    from .schema import delta_col
+    from .aggregate.pairs import check_aspect_counts
+    from .data.schema import delta_col
 
     for a in aspects:
         problem = aspect_name_problem(a)
@@ -105,7 +105,7 @@ def check_pairs(cfg: RunConfig, pairs: pd.DataFrame, aspects: list[str]) -> None
 def validate(cfg: RunConfig, full: bool = False) -> ValidationReport:
     """Config is already validated by ``load_config``; here the machine, the run directory and
     the data are checked against it, with the same functions the run uses."""
-    from .aggregate import aggregate, from_pairs_input
+    from .aggregate.pairs import aggregate, from_pairs_input
     from .data import PairsInput, read_source
 
     rep = ValidationReport()
@@ -147,7 +147,7 @@ def validate(cfg: RunConfig, full: bool = False) -> ValidationReport:
         rep.fail(msg)
         return rep
     train = pairs[pairs["split"] == "train"]
-    from .aggregate import holdout_rule
+    from .aggregate.pairs import holdout_rule
 
     rep.add("hold-out: " + holdout_rule(cfg.aggregate, getattr(got, "has_overall", False),
                                         got.source)[1])

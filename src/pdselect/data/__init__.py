@@ -14,8 +14,8 @@ from typing import Callable, Union
 
 from ..config import DataConfig
 from ..errors import InputError
-from ..rejects import RejectLog
-from ..schema import RatedTable
+from .rejects import RejectLog
+from .schema import RatedTable
 from .generic import read_generic
 from .helpsteer2 import read_helpsteer2
 from .helpsteer3 import read_helpsteer3

@@ -32,7 +32,7 @@ one response is rejected ("rating given twice ..."); rows of aspects left out by
 
 An aspect without a scale is not range-checked; its scale is then the observed min-max (logged),
 because later stages need some scale to normalise by. Without an overall, the overall
-preference used for evaluation is the mean of the aspects rescaled to [0, 1] (aggregate.py).
+preference used for evaluation is the mean of the aspects rescaled to [0, 1] (aggregate/pairs.py).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 
 from ..config import DataConfig
 from ..errors import InputError
-from ..rejects import RejectLog
-from ..schema import RatedTable
+from .rejects import RejectLog
+from .schema import RatedTable
 from .loading import iter_records, resolve_path
 from .rows import TableBuilder, parse_rating, select_aspects, short_hash, shown
 

@@ -32,8 +32,8 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import InputError
-from ..rejects import RejectLog
-from ..schema import RatedTable
+from .rejects import RejectLog
+from .schema import RatedTable
 from .loading import iter_records, resolve_path
 from .rows import TableBuilder, parse_rating, select_aspects, short_hash, to_text
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from ..config import DataConfig
 from ..errors import InputError
-from ..rejects import RejectLog
-from ..schema import RatedTable
+from .rejects import RejectLog
+from .schema import RatedTable
 from .loading import iter_records, resolve_path
 from .rows import TableBuilder, short_hash
 

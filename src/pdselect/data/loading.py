@@ -38,7 +38,7 @@ from typing import Any
 
 from ..config import DataConfig
 from ..errors import InputError
-from ..rejects import RejectLog
+from .rejects import RejectLog
 from .formats import (COMPRESSED, DECODER, READABLE, file_format, has_surrogates, read_bytes,
                       to_utf8)
 

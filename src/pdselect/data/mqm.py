@@ -50,8 +50,8 @@ from pathlib import Path
 
 from ..config import DataConfig
 from ..errors import InputError
-from ..rejects import RejectLog
-from ..schema import RatedTable
+from .rejects import RejectLog
+from .schema import RatedTable
 from .loading import resolve_path
 from .rows import STRICT_FIX, TableBuilder, select_aspects
 

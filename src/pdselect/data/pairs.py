@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..config import DataConfig
 from ..errors import InputError
-from ..rejects import RejectLog
+from .rejects import RejectLog
 from .loading import iter_records, resolve_path
 from .rows import TableBuilder, select_aspects, short_hash, shown
 

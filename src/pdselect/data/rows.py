@@ -44,8 +44,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
-from ..rejects import RejectLog
-from ..schema import RATED_BASE, RatedTable
+from .rejects import RejectLog
+from .schema import RATED_BASE, RatedTable
 from .formats import HugeNumber
 
 log = logging.getLogger(__name__)

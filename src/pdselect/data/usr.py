@@ -27,8 +27,8 @@ from functools import partial
 from pathlib import Path
 
 from ..config import DataConfig
-from ..rejects import RejectLog
-from ..schema import RatedTable
+from .rejects import RejectLog
+from .schema import RatedTable
 from .loading import iter_records, resolve_path
 from .rows import TableBuilder, select_aspects, short_hash
 

@@ -24,7 +24,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from ..artifacts import write_json
+from ..run.artifacts import write_json
 from ..errors import StageError
 from ..pd import length_balanced_indices, length_balanced_share
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..artifacts import write_json
+from ..run.artifacts import write_json
 from ..errors import StageError
 from .base import META_FILE, ProxyModels, pearson, train_models, unique_texts
 from .diagnostics import accuracy_interval

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..embed import EmbeddingStore, Encoder
+from .embed import EmbeddingStore, Encoder
 from ..errors import StageError
 from .base import Job, unique_texts
 from .heads import BTHeads, PairGroup, fit_heads, head_rewards

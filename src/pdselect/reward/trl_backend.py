@@ -9,7 +9,7 @@ against the trainer's own loss).
 
 Truncation. RewardTrainer DROPS pairs longer than ``max_length``; we hand it pre-tokenised
 ``chosen_ids`` / ``rejected_ids`` (input left-truncated, response right-truncated, framed by
-:class:`pdselect.embed.TextFramer`), so nothing is dropped and training and scoring see the same
+:class:`pdselect.reward.embed.TextFramer`), so nothing is dropped and training and scoring see the same
 token sequences.
 """
 
@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..embed import TextFramer, pad_batch
+from .embed import TextFramer, pad_batch
 from ..errors import StageError
 from .base import Job, unique_texts
 

@@ -1,0 +1,299 @@
+"""Run directory: one folder per stage, atomic writes, completion markers, manifest.
+
+    runs/demo/
+      config.yaml            resolved config
+      manifest.json          versions, seed, git sha, wall time per stage
+      ingest/  rated.parquet rejects.jsonl meta.json _SUCCESS
+      aggregate/ ...  proxy/ ...  score/ ...  select/ ...
+      report.md report.json
+
+A stage is finished iff its ``_SUCCESS`` marker exists; the marker is written last, after every
+artifact was renamed into place, so a killed stage is never read as complete. Every file is
+written to a temporary name in the same folder and renamed (atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from ..errors import PDSelectError
+
+MARKER = "_SUCCESS"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_jsonl(path: str | Path, records) -> int:
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n")
+            n += 1
+    return n
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if np.isnan(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+SENTINEL = ".pdselect-run"  # marks a folder pdselect created: the only kind it deletes in
+LOCK = ".pdselect-lock"  # held (flock) by the one process writing the run
+
+
+class RunDirError(PDSelectError):
+    """The run directory cannot be used (not ours, the working directory, locked, ...)."""
+
+
+def _looks_like_legacy_run(root: Path) -> bool:
+    """A run made before the sentinel existed: config.yaml + a pdselect manifest."""
+    try:
+        m = read_json(root / "manifest.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and "stages" in m and "environment" in m and \
+        (root / "config.yaml").is_file()
+
+
+def check_run_dir(root: str | Path) -> str | None:
+    """Why pdselect must not write into ``root``, or None when it may (nothing is created).
+
+    Allowed: a new folder, an empty folder, or a folder pdselect marked as a run."""
+    if not str(root).strip():
+        return ("run_dir is empty. Fix: set run_dir to a new or empty folder, e.g. "
+                "run_dir=runs/my_run.")
+    p = Path(root).expanduser()
+    if p.exists() and not p.is_dir():
+        return (f"run_dir {str(root)!r} is an existing file, not a folder. Fix: choose a new "
+                "or empty folder, e.g. run_dir=runs/my_run.")
+    resolved = p.resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == home:
+        what = "the working directory" if resolved == cwd else \
+            "your home folder" if resolved == home else "a parent of the working directory"
+        return (f"run_dir {str(root)!r} is {what}; pdselect writes and deletes stage folders "
+                "in its run directory. Fix: choose an empty or new folder, e.g. "
+                "run_dir=runs/my_run.")
+    if not p.exists() or (p / SENTINEL).is_file() or _looks_like_legacy_run(p):
+        return None
+    others = sorted(c.name for c in p.iterdir() if c.name != LOCK)  # LOCK: a run starting
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        return (f"run_dir {str(root)!r} is a non-empty folder that pdselect did not create "
+                f"(no {SENTINEL} marker; it holds {shown}). pdselect refuses to write there so "
+                "that none of your files is overwritten or deleted. Fix: choose an empty or new "
+                "folder.")
+    return None
+
+
+class RunDir:
+    """A run folder: stage subfolders, markers and the manifest.
+
+    ``RunDir(root)`` opens an existing run for reading (and creates nothing that deletes).
+    ``RunDir.claim(root)`` is how a run starts writing: it refuses folders that are not ours
+    (:func:`check_run_dir`), marks the folder with :data:`SENTINEL` and takes an exclusive
+    lock, released by :meth:`release` (or when the process exits)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+
+    @classmethod
+    def claim(cls, root: str | Path) -> "RunDir":
+        problem = check_run_dir(root)
+        if problem:
+            raise RunDirError(problem)
+        run = cls(Path(root).expanduser())
+        run._lock()
+        sentinel = run.root / SENTINEL
+        if not sentinel.is_file():
+            write_text(sentinel, "This folder is a pdselect run directory; pdselect only deletes "
+                                 "inside folders carrying this file.\n")
+        return run
+
+    def _lock(self) -> None:
+        import fcntl
+
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunDirError(
+                f"run_dir {str(self.root)!r} is in use by another pdselect process (it holds "
+                f"{self.root / LOCK}). Fix: wait for that run to finish, or choose another "
+                "run_dir.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Drop the lock taken by :meth:`claim` (idempotent)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    @property
+    def owned(self) -> bool:
+        return (self.root / SENTINEL).is_file()
+
+    def stage(self, name: str) -> Path:
+        p = self.root / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def is_done(self, name: str) -> bool:
+        return (self.root / name / MARKER).exists()
+
+    def mark_done(self, name: str, info: dict | None = None) -> None:
+        """Write the stage's marker LAST, with the sha256 of every file the stage wrote, so a
+        later run can tell an intact artifact from a truncated or overwritten one."""
+        write_json(self.root / name / MARKER,
+                   {**(info or {}), "_files": stage_checksums(self.root, name)})
+
+    def corrupt_files(self, name: str) -> list[str]:
+        """Files of a finished stage that are missing or no longer match their checksum
+        (empty for markers of older versions, which recorded none)."""
+        recorded = read_json(self.root / name / MARKER).get("_files") or {}
+        bad = []
+        for rel, digest in recorded.items():
+            f = self.root / rel
+            if not f.is_file() or file_sha256(f) != digest:
+                bad.append(rel)
+        return bad
+
+    def reset(self, name: str, keep: tuple[str, ...] = ()) -> None:
+        """Remove a stage's folder (used when a stage re-runs after an interruption), except
+        the sub-folders in ``keep``: resumable work such as finished score shards."""
+        if not self.owned:
+            raise RunDirError(f"refusing to delete {self.root / name}: {self.root} has no "
+                              f"{SENTINEL} marker, so pdselect did not create it. Fix: run in "
+                              "an empty or new folder.")
+        folder = self.root / name
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        for child in folder.glob("*") if folder.exists() else []:
+            if child.name in keep:
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    # ------------------------------------------------------------------ manifest
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def manifest(self) -> dict:
+        if self.manifest_path.exists():
+            return read_json(self.manifest_path)
+        return {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": {},
+                "environment": environment_info()}
+
+    def record_stage(self, name: str, seconds: float, summary: dict, seed: int) -> None:
+        m = self.manifest()
+        m["stages"][name] = {"wall_seconds": round(seconds, 3), "seed": seed,
+                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **summary}
+        m["environment"] = environment_info()
+        write_json(self.manifest_path, m)
+
+
+#: files a stage writes into the run ROOT rather than its own folder
+ROOT_FILES = {"report": ("report.md", "report.json", "report.html")}
+
+
+def stage_checksums(root: Path, name: str) -> dict[str, str]:
+    """{path relative to the run dir: sha256} of a stage's files (its folder, minus the marker
+    and temp files, plus its files in the run root)."""
+    root = Path(root)
+    files = [f for f in sorted((root / name).rglob("*")) if f.is_file() and f.name != MARKER
+             and not f.name.startswith(".")] if (root / name).is_dir() else []
+    files += [root / f for f in ROOT_FILES.get(name, ()) if (root / f).is_file()]
+    return {str(f.relative_to(root)): file_sha256(f) for f in files}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_sha() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment_info() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("pdselect", "torch", "transformers", "trl", "datasets", "peft", "numpy",
+                "pandas", "pyarrow", "ray"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "git_sha": git_sha(), "versions": versions}

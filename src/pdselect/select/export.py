@@ -1,0 +1,115 @@
+"""The select stage's hand-off: the TRL dataset folder and the inspection table.
+
+    select/dpo/train-00000.parquet   the kept pairs, alone in their folder, in selector order:
+                                     prompt, chosen, rejected (text, or message lists with
+                                     select.chat_format=conversational), pair_id, aspect, rank,
+                                     pd, gap__<aspect> (raw proxy reward gap per aspect)
+    select/inspect.parquet           every pool pair: rank, kept, ids, aspect, pd, gap__*,
+                                     norm__* (the normalised gaps PD sums), lengths and texts
+
+The dataset folder holds nothing else, so ``datasets.load_dataset("<run>/select/dpo")`` and
+``trl dpo --dataset_name <run>/select/dpo`` read it as one ``train`` split (the file name's
+``train-`` prefix names the split). TRL's DPOTrainer ignores the extra columns: its collator
+reads only the token-id columns it builds, and the Trainer drops the other columns before
+batching (``remove_unused_columns``, on by default); tests/test_handoff.py trains a step on it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..run.artifacts import write_jsonl, write_parquet
+
+DATA_FILE = "train-00000"
+TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
+
+
+def gap_columns(df: pd.DataFrame, prefix: str = "gap__") -> list[str]:
+    return [c for c in df.columns if c.startswith(prefix)]
+
+
+def inspect_table(pairs: pd.DataFrame, pool: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
+    """One row per pool pair, in selector order (rank 0 first): why each pair was kept or not.
+
+    ``pairs``: the public train pairs; ``pool``: the score pool (load_score_pool);
+    ``selection``: pair_id, selected, rank."""
+    scores = [c for c in ("pd", "pd_rati", "margin") if c in pool.columns]
+    gaps, norms = gap_columns(pool), gap_columns(pool, "norm__")
+    t = (selection[["pair_id", "rank", "selected"]].rename(columns={"selected": "kept"})
+         .merge(pool[["pair_id", *scores, *gaps, *norms]], on="pair_id", validate="1:1")
+         .merge(pairs[["pair_id", "input_id", "aspect", "len_chosen", "len_rejected", "input",
+                       "chosen", "rejected"]], on="pair_id", validate="1:1"))
+    t = t.rename(columns={"input": "prompt"}).sort_values("rank", kind="mergesort")
+    cols = ["rank", "kept", "pair_id", "input_id", "aspect", *scores, *gaps, *norms,
+            "len_chosen", "len_rejected", *TEXT_COLUMNS]
+    return t[cols].reset_index(drop=True)
+
+
+def load_inspect(root: Path) -> pd.DataFrame:
+    """``select/inspect.parquet``, or the same table rebuilt from the selection (a select stage
+    finished by a pdselect version that did not write it)."""
+    root = Path(root)
+    path = root / "select" / "inspect.parquet"
+    if path.exists():
+        return pd.read_parquet(path)
+    from ..run.artifacts import RunDir
+    from ..run.stage_tables import load_score_pool, train_pairs
+    from ..data.schema import public_view
+
+    run = RunDir(root)
+    return inspect_table(public_view(train_pairs(run)), load_score_pool(run),
+                         pd.read_parquet(root / "select" / "selection.parquet"))
+
+
+def trl_table(inspect: pd.DataFrame, chat_format: str = "standard") -> pd.DataFrame:
+    """The kept pairs as a TRL preference dataset (``inspect_table`` order = selector order).
+
+    Only public columns travel: no oracle score (pd_rati) and no margin baseline."""
+    kept = inspect[inspect["kept"]]
+    cols = [*TEXT_COLUMNS, "pair_id", "aspect", "rank", "pd", *gap_columns(kept)]
+    out = kept[[c for c in cols if c in kept.columns]].reset_index(drop=True)
+    if chat_format == "conversational":
+        from .dpo_data import to_conversational
+
+        out = to_conversational(out)
+    elif chat_format != "standard":
+        raise ValueError(f"chat_format={chat_format!r}: expected standard or conversational")
+    return out
+
+
+def write_trl_dataset(folder: Path, df: pd.DataFrame, output_format: str = "parquet") -> Path:
+    """Write ``df`` alone in ``folder`` (replacing what was there); returns the data file."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    if output_format == "jsonl":
+        path = folder / f"{DATA_FILE}.jsonl"
+        write_jsonl(path, df.to_dict("records"))
+    else:
+        path = folder / f"{DATA_FILE}.parquet"
+        write_parquet(path, df)
+    return path
+
+
+def pd_cutoff(inspect: pd.DataFrame, method: str) -> float | None:
+    """The PD value at the cut: the largest kept PD for ``pd`` (the smallest for ``pd_high``);
+    None for selectors that do not rank by PD or when nothing is kept / left out."""
+    kept = inspect.loc[inspect["kept"], "pd"] if "pd" in inspect else pd.Series(dtype=float)
+    if method not in ("pd", "pd_high") or kept.empty:
+        return None
+    return float(kept.max() if method == "pd" else kept.min())
+
+
+def length_stats(pairs: pd.DataFrame) -> dict:
+    """Mean lengths (characters) and the share of pairs whose chosen response is longer."""
+    lc = pairs["len_chosen"].to_numpy(np.float64)
+    lr = pairs["len_rejected"].to_numpy(np.float64)
+    if len(lc) == 0:
+        return {}
+    return {"n": int(len(lc)), "mean_len_chosen": float(lc.mean()),
+            "mean_len_rejected": float(lr.mean()), "share_chosen_longer": float((lc > lr).mean())}

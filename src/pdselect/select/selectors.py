@@ -1,0 +1,194 @@
+"""Selectors: turn a score table into a subset under a budget (scikit-learn estimator style).
+
+    sel = PDSelector(budget=0.3, random_state=0).fit(scores)   # scores: pair_id, pd, aspect, ...
+    keep = sel.get_support()          # boolean mask aligned with the rows of `scores`
+    sel.n_select_, sel.order_          # learned values end in '_'
+
+Every selector ranks by one key and keeps the first ``n_select_`` rows; ties break stably by
+``pair_id`` (so the same scores always give the same subset, whatever the row order). Rows
+whose key is NaN rank last. With ``stratify_by="aspect"`` the budget is split across aspects in
+proportion to their pair counts (largest remainder), then filled within each aspect.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+
+
+def budget_size(n: int, budget: float = 0.3, budget_count: int | None = None) -> int:
+    """Number of pairs to keep: ``budget_count`` if given, else ceil(budget * n)."""
+    if budget_count is not None:
+        if isinstance(budget_count, bool) or int(budget_count) != budget_count or budget_count < 1:
+            raise ConfigError("select.budget_count", f"{budget_count!r} is not a positive integer.",
+                              "give a count >= 1, or use select.budget for a fraction.")
+        if budget_count > n:
+            raise ConfigError("select.budget_count",
+                              f"{budget_count} exceeds the {n} pairs available.",
+                              f"use a count <= {n}, or select.budget=1.0 to keep everything.")
+        return int(budget_count)
+    if budget is None or not (isinstance(budget, (int, float)) and 0 < budget <= 1):
+        raise ConfigError("select.budget", f"{budget!r} is not a fraction in (0, 1].",
+                          "use e.g. select.budget=0.3, or select.budget_count for a count.")
+    if n < 1:
+        raise ConfigError("select.budget", "the selection pool is empty (0 pairs to rank).",
+                          "check the aggregate stage's counts in report.md: every pair was "
+                          "rejected or held out (aggregate.test_fraction).")
+    # the tiny epsilon keeps 0.3 * 10 = 3.0000000000000004 from becoming 4
+    return min(n, math.ceil(budget * n - 1e-9))
+
+
+def apportion(counts: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` across groups in proportion to ``counts`` (largest remainder, ties by
+    group order), never giving a group more than it has."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.sum() == 0:
+        return np.zeros_like(counts)
+    exact = counts * total / counts.sum()
+    quota = np.minimum(np.floor(exact).astype(np.int64), counts)
+    rest = total - quota.sum()
+    order = np.argsort(-(exact - quota), kind="stable")
+    while rest > 0:
+        for g in order:
+            if rest == 0:
+                break
+            if quota[g] < counts[g]:
+                quota[g] += 1
+                rest -= 1
+    return quota
+
+
+class BaseSelector:
+    """Keep the ``n_select_`` best rows by ``key`` (ascending unless ``descending``)."""
+
+    key: str = ""
+    descending: bool = False
+    name: str = ""
+
+    def __init__(self, budget: float = 0.3, budget_count: int | None = None,
+                 stratify_by: str | None = None, random_state: int = 0):
+        self.budget = budget
+        self.budget_count = budget_count
+        self.stratify_by = stratify_by
+        self.random_state = random_state
+
+    # subclasses may compute the ranking key from the table (random does)
+    def _key_values(self, scores: pd.DataFrame) -> np.ndarray:
+        if self.key not in scores.columns:
+            raise ConfigError("select.method",
+                              f"selector '{self.name}' needs a '{self.key}' column in the score "
+                              f"table, which has {list(scores.columns)}.",
+                              "run the score stage first (or pick a selector whose score exists).")
+        return scores[self.key].to_numpy(dtype=np.float64)
+
+    def _rank(self, key: np.ndarray, pair_id: np.ndarray) -> np.ndarray:
+        """Positions of rows in rank order: key (NaN last), then pair_id."""
+        k = -key if self.descending else key
+        df = pd.DataFrame({"nan": np.isnan(k), "k": np.nan_to_num(k, nan=0.0), "pid": pair_id})
+        return df.sort_values(["nan", "k", "pid"], kind="mergesort").index.to_numpy()
+
+    def fit(self, scores: pd.DataFrame, y=None) -> "BaseSelector":
+        if "pair_id" not in scores.columns:
+            raise ConfigError("select", "the score table has no 'pair_id' column.",
+                              "pass the table written by the score stage.")
+        scores = scores.reset_index(drop=True)
+        n = len(scores)
+        self.n_select_ = budget_size(n, self.budget, self.budget_count)
+        self.key_ = self._key_values(scores)
+        pid = scores["pair_id"].astype(str).to_numpy()
+        support = np.zeros(n, dtype=bool)
+        if self.stratify_by:
+            groups = scores[self.stratify_by].astype(str).to_numpy()
+            names = np.array(sorted(set(groups)))
+            counts = np.array([(groups == g).sum() for g in names])
+            self.quota_ = dict(zip(names.tolist(), apportion(counts, self.n_select_).tolist()))
+            order_parts = []
+            for g in names:
+                rows = np.flatnonzero(groups == g)
+                ranked = rows[self._rank(self.key_[rows], pid[rows])]
+                support[ranked[: self.quota_[g]]] = True
+                order_parts.append(ranked)
+            self.order_ = np.concatenate(order_parts) if order_parts else np.zeros(0, int)
+        else:
+            self.order_ = self._rank(self.key_, pid)
+            support[self.order_[: self.n_select_]] = True
+        self.support_ = support
+        return self
+
+    def get_support(self, indices: bool = False) -> np.ndarray:
+        return np.flatnonzero(self.support_) if indices else self.support_.copy()
+
+    def transform(self, scores: pd.DataFrame) -> pd.DataFrame:
+        return scores.reset_index(drop=True)[self.support_]
+
+
+class PDSelector(BaseSelector):
+    """The method: keep the most negative preference divergence (consensus pairs)."""
+
+    key, descending, name = "pd", False, "pd"
+
+
+class PDHighSelector(BaseSelector):
+    """Ablation: keep the most positive PD (the most conflicting pairs)."""
+
+    key, descending, name = "pd", True, "pd_high"
+
+
+class PDRatiSelector(BaseSelector):
+    """Oracle: PD computed from the true ratings of every aspect (the paper's PD-rati)."""
+
+    key, descending, name = "pd_rati", False, "pd_rati"
+
+
+class MarginSelector(BaseSelector):
+    """RAF-like baseline: keep the largest margin of one unified reward model."""
+
+    key, descending, name = "margin", True, "margin"
+
+
+class RandomSelector(BaseSelector):
+    """Uniform random subset of the budget size (seeded by ``random_state``)."""
+
+    name = "random"
+
+    def _key_values(self, scores: pd.DataFrame) -> np.ndarray:
+        # rank by a seeded draw attached to the pair id, so row order does not matter
+        pid = scores["pair_id"].astype(str).to_numpy()
+        order = np.argsort(pid, kind="stable")
+        key = np.empty(len(pid))
+        key[order] = np.random.default_rng(self.random_state).permutation(len(pid))
+        return key
+
+
+class FullSelector(BaseSelector):
+    """Baseline ALL: every pair (the budget is ignored)."""
+
+    name = "full"
+
+    def __init__(self, budget: float = 1.0, budget_count: int | None = None,
+                 stratify_by: str | None = None, random_state: int = 0):
+        super().__init__(1.0, None, None, random_state)
+
+    def _key_values(self, scores: pd.DataFrame) -> np.ndarray:
+        return np.zeros(len(scores))
+
+
+SELECTORS: dict[str, type[BaseSelector]] = {
+    cls.name: cls for cls in (PDSelector, PDHighSelector, PDRatiSelector, MarginSelector,
+                              RandomSelector, FullSelector)
+}
+
+
+def make_selector(method: str, **kwargs) -> BaseSelector:
+    if method not in SELECTORS:
+        import difflib
+
+        close = difflib.get_close_matches(method, SELECTORS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError("select.method", f"unknown selector {method!r}{hint}.",
+                          f"choose from {sorted(SELECTORS)}.")
+    return SELECTORS[method](**kwargs)

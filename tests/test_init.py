@@ -11,7 +11,8 @@ import yaml
 
 from pdselect.cli import main
 from pdselect.config import load_config
-from pdselect.init_config import EXAMPLES, guess_scale, sniff
+from pdselect.data.sniff import guess_scale, sniff
+from pdselect.init_config import EXAMPLES
 from pdselect.errors import InputError
 from pdselect.validate import validate
 

@@ -9,10 +9,7 @@ Texts are embedded with mean pooling over the (truncated) tokens and L2-normalis
 truncated from the LEFT (the latest dialogue turn survives), the RESPONSE from the right.
 ``joint`` encodes ``[CLS] input [SEP] response [SEP]``; ``response`` encodes the response alone.
 
-Cache: key = sha256(encoder id, text kind, token limits, text). Vectors live in shards
-``<root>/embeddings/<encoder>/<name>.vecs.npy`` + ``<name>.keys.npy``. A shard is written under a
-unique name and renamed into place, keys last, so two processes may write at once and a reader
-never sees a half-written shard; a duplicate key in two shards is harmless (same vector).
+The on-disk cache (content-addressed shards, checksummed) is :mod:`pdselect.reward.embed_cache`.
 """
 
 from __future__ import annotations
@@ -20,15 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
 
-from ..run.artifacts import file_sha256 as _sha256
+from .embed_cache import EmbeddingCache, default_cache_root, text_key
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +46,6 @@ def resolve_encoder_path(name_or_path: str) -> str:
         raise FileNotFoundError(f"proxy.encoder={name_or_path!r} is not 'minilm' nor a local model "
                                 "folder. Fix: point it at a folder with config.json + weights.")
     return str(p)
-
-
-def default_cache_root(cache_dir: str = "") -> Path:
-    return Path(cache_dir or os.environ.get("PDSELECT_CACHE") or "~/.cache/pdselect").expanduser()
 
 
 def special_ids(tok) -> tuple[list[int], list[int], list[int]]:
@@ -325,148 +316,6 @@ class Encoder:
         """Padded positions / all positions over every forward so far."""
         total = self.n_tokens + self.n_padded
         return self.n_padded / total if total else 0.0
-
-
-class EmbeddingCache:
-    """Content-addressed vectors on disk, in append-only shards (see module docstring).
-
-    Each shard ``<name>`` is three files: ``.vecs.npy`` (n, d) float32, ``.keys.npy`` (n, 32)
-    uint8 and ``.sum.json`` (sha256 + shape of both, written LAST: a shard without it is not
-    complete). A shard whose files do not match their checksums (truncated, emptied or
-    overwritten) is moved aside as ``<file>.corrupt``, logged with its path, and its texts are
-    embedded again: a corrupt vector is never returned. Shards of older versions have no
-    ``.sum.json``; they are used after a shape check.
-    """
-
-    def __init__(self, root: Path | str, namespace: str):
-        self.dir = Path(root) / "embeddings" / namespace
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._index: dict[bytes, tuple[str, int]] = {}
-        self._seen: set[str] = set()
-        self._sums: dict[str, dict | None] = {}
-        self._verified: set[str] = set()
-        self.n_corrupt = 0
-
-    def _refresh(self) -> None:
-        for kf in sorted(self.dir.glob("*.keys.npy")):
-            name = kf.name[: -len(".keys.npy")]
-            if name in self._seen or name.startswith("."):
-                continue
-            sums = self._read_sums(name)
-            if sums is None and (self.dir / f"{name}.sum.json").exists():
-                continue  # unreadable checksum file: already quarantined
-            try:
-                if sums is not None and _sha256(kf) != sums["keys_sha256"]:
-                    raise ValueError("keys checksum mismatch")
-                keys = np.load(kf)
-                if keys.ndim != 2 or keys.shape[1] != 32:
-                    raise ValueError(f"keys have shape {keys.shape}, expected (n, 32)")
-            except (OSError, ValueError, EOFError) as e:
-                if sums is None and not (self.dir / f"{name}.vecs.npy").exists():
-                    continue  # pragma: no cover - another writer is mid-rename
-                self._quarantine(name, str(e))
-                continue
-            self._seen.add(name)
-            self._sums[name] = sums
-            for row, k in enumerate(keys):  # (n, 32) uint8: 'S32' would drop trailing NULs
-                self._index.setdefault(k.tobytes(), (name, row))
-
-    def _read_sums(self, name: str) -> dict | None:
-        f = self.dir / f"{name}.sum.json"
-        if not f.exists():
-            return None
-        try:
-            return json.loads(f.read_text())
-        except (OSError, ValueError) as e:
-            self._quarantine(name, f"checksum file unreadable ({e})")
-            return None
-
-    def _quarantine(self, name: str, why: str) -> None:
-        """Move a bad shard's files aside (kept for inspection, never read again)."""
-        self.n_corrupt += 1
-        for suffix in ("vecs.npy", "keys.npy", "sum.json"):
-            f = self.dir / f"{name}.{suffix}"
-            if f.exists():
-                os.replace(f, f.with_name(f.name + ".corrupt"))
-        self._index = {k: v for k, v in self._index.items() if v[0] != name}
-        self._seen.discard(name)
-        logger.warning("embedding cache shard %s is corrupt (%s); moved aside as *.corrupt and "
-                       "its texts will be embedded again. If this repeats, check the disk or "
-                       "delete the folder %s.", self.dir / name, why, self.dir)
-
-    def _vectors(self, name: str) -> np.ndarray | None:
-        f = self.dir / f"{name}.vecs.npy"
-        sums = self._sums.get(name)
-        try:
-            vecs = np.load(f, mmap_mode="r")
-            if name not in self._verified:  # checked once per process and shard
-                if sums is not None and _sha256(f) != sums["vecs_sha256"]:
-                    raise ValueError("vectors checksum mismatch")
-                rows = sums["rows"] if sums is not None else \
-                    sum(1 for v in self._index.values() if v[0] == name)
-                if vecs.ndim != 2 or vecs.shape[0] < rows or \
-                        (sums is not None and list(vecs.shape) != sums["vecs_shape"]):
-                    raise ValueError(f"vectors have shape {vecs.shape}")
-        except (OSError, ValueError, EOFError) as e:
-            self._quarantine(name, str(e))
-            return None
-        self._verified.add(name)
-        return vecs
-
-    def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        """Vectors for the keys already on disk (missing keys are absent from the result)."""
-        self._refresh()
-        by_shard: dict[str, list[tuple[bytes, int]]] = {}
-        for k in keys:
-            hit = self._index.get(k)
-            if hit is not None:
-                by_shard.setdefault(hit[0], []).append((k, hit[1]))
-        out: dict[bytes, np.ndarray] = {}
-        for name, items in by_shard.items():
-            vecs = self._vectors(name)
-            if vecs is None:
-                continue  # corrupt: these keys are embedded again by the caller
-            rows = np.array([r for _, r in items])
-            got = np.asarray(vecs[rows], dtype=np.float32)
-            for (k, _), v in zip(items, got):
-                out[k] = v
-        return out
-
-    def put(self, keys: Sequence[bytes], vecs: np.ndarray) -> None:
-        if len(keys) == 0:
-            return
-        name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        arrays = {"vecs": np.asarray(vecs, dtype=np.float32),
-                  "keys": np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 32)}
-        sums = {"rows": int(len(keys)), "vecs_shape": list(arrays["vecs"].shape)}
-        for suffix, arr in arrays.items():
-            tmp = self.dir / f".{name}.{suffix}.tmp.npy"
-            try:
-                np.save(tmp, arr)
-                sums[f"{suffix}_sha256"] = _sha256(tmp)
-                os.replace(tmp, self.dir / f"{name}.{suffix}.npy")
-            except OSError as e:
-                tmp.unlink(missing_ok=True)
-                raise OSError(e.errno, f"cannot write the embedding cache in {self.dir} "
-                              f"({e.strerror}). Fix: free disk space there or set "
-                              "proxy.cache_dir / $PDSELECT_CACHE to a folder with room; a "
-                              "re-run resumes from the shards already written.") from e
-        tmp = self.dir / f".{name}.sum.tmp"
-        tmp.write_text(json.dumps(sums))
-        os.replace(tmp, self.dir / f"{name}.sum.json")
-
-    def __len__(self) -> int:
-        self._refresh()
-        return len(self._index)
-
-
-def text_key(encoder_id: str, kind: str, limits: str, inp: str | None, resp: str) -> bytes:
-    h = hashlib.sha256()
-    for part in (encoder_id, kind, limits, inp if inp is not None else "", resp):
-        b = part.encode("utf-8", "surrogatepass")
-        h.update(len(b).to_bytes(8, "little"))  # length-prefixed: no ambiguity between parts
-        h.update(b)
-    return h.digest()
 
 
 class EmbeddingStore:

@@ -134,17 +134,7 @@ def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float =
                 "select": {"method": method, "budget": budget, "budget_count": budget_count,
                            "chat_format": chat_format,
                            "stratify_by_aspect": stratify_by_aspect}}
-        if config:
-            import yaml
-
-            user = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
-            user.pop("run_dir", None)
-            for key, value in user.items():  # the arguments above win over the file
-                if isinstance(value, dict) and isinstance(base.get(key), dict):
-                    base[key] = {**value, **base[key]}
-                else:
-                    base.setdefault(key, value)
-        cfg = load_config(None, overrides, base=base)
+        cfg = load_config(None, overrides, base=_with_user_config(base, config))
         _write_input(df, path)
         with_report = run_dir is not None if report is None else report
         stages = STAGES if with_report else STAGES[: STAGES.index("select") + 1]
@@ -156,3 +146,19 @@ def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float =
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _with_user_config(base: dict, config: str | Path | None) -> dict:
+    """``base`` (from the arguments) over the keys of a user's YAML config: the arguments win."""
+    if not config:
+        return base
+    import yaml
+
+    user = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    user.pop("run_dir", None)
+    for key, value in user.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**value, **base[key]}
+        else:
+            base.setdefault(key, value)
+    return base

@@ -180,16 +180,24 @@ def _dispatch(args, progress: bool) -> int:
         print(report.render())
         return 0 if report.ok else 1
     if args.cmd == "experiment":
-        from .config import check_devices
-        from .experiments.grid import run_experiment
+        return _experiment(cfg, args)
+    return _stages(cfg, args, progress)
 
-        check_devices(cfg)  # before any compute, as run and validate do
 
-        command = "pdselect " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
-        info = run_experiment(cfg, args.out, command=command)
-        print(f"experiment: {info['n_rows']} result rows in {info['wall_seconds']} s -> "
-              f"{args.out}/results.md")
-        return 0
+def _experiment(cfg, args) -> int:
+    from .config import check_devices
+    from .experiments.grid import run_experiment
+
+    check_devices(cfg)  # before any compute, as run and validate do
+    command = "pdselect " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
+    info = run_experiment(cfg, args.out, command=command)
+    print(f"experiment: {info['n_rows']} result rows in {info['wall_seconds']} s -> "
+          f"{args.out}/results.md")
+    return 0
+
+
+def _stages(cfg, args, progress: bool) -> int:
+    """``run`` (all stages) or one stage; prints where its outputs are."""
     from .pipeline import run_pipeline
 
     stages = None if args.cmd == "run" else [args.cmd]

@@ -105,9 +105,6 @@ def check_pairs(cfg: RunConfig, pairs: pd.DataFrame, aspects: list[str]) -> None
 def validate(cfg: RunConfig, full: bool = False) -> ValidationReport:
     """Config is already validated by ``load_config``; here the machine, the run directory and
     the data are checked against it, with the same functions the run uses."""
-    from .aggregate.pairs import aggregate, from_pairs_input
-    from .data import PairsInput, read_source
-
     rep = ValidationReport()
     try:
         preflight(cfg)
@@ -116,6 +113,16 @@ def validate(cfg: RunConfig, full: bool = False) -> ValidationReport:
         return rep
     rep.add(f"config: ok (source={cfg.data.source}, selector={cfg.select.method}, "
             f"budget={cfg.select.budget_count or cfg.select.budget})")
+    got = _check_input(cfg, full, rep)
+    if got is not None:
+        _check_aggregate(cfg, got, full, rep)
+    return rep
+
+
+def _check_input(cfg: RunConfig, full: bool, rep: ValidationReport):
+    """Read the input (a preview unless ``full``) as the ingest stage does; None on failure."""
+    from .data import PairsInput, read_source
+
     data_cfg = cfg.data if full else dataclasses.replace(
         cfg.data, max_rows=min(cfg.data.max_rows or PREVIEW_ROWS, PREVIEW_ROWS))
     rejects = RejectLog("ingest")
@@ -123,7 +130,7 @@ def validate(cfg: RunConfig, full: bool = False) -> ValidationReport:
         got = read_source(data_cfg, rejects)
     except PDSelectError as e:
         rep.fail(str(e))
-        return rep
+        return None
     scope = "all rows" if full else f"first {data_cfg.max_rows} records"
     rep.rejects = rejects.counts()
     if isinstance(got, PairsInput):
@@ -133,6 +140,14 @@ def validate(cfg: RunConfig, full: bool = False) -> ValidationReport:
                 f"inputs, aspects {got.aspects}, overall {'yes' if got.has_overall else 'no'}")
     for reason, n in rejects.counts().items():
         rep.add(f"  would reject {n}: {reason}")
+    return got
+
+
+def _check_aggregate(cfg: RunConfig, got, full: bool, rep: ValidationReport) -> None:
+    """Pair the input as the aggregate stage does and check what the later stages need."""
+    from .aggregate.pairs import aggregate, from_pairs_input, holdout_rule
+    from .data import PairsInput
+
     agg_rejects = RejectLog("aggregate")
     try:
         if isinstance(got, PairsInput):
@@ -145,17 +160,14 @@ def validate(cfg: RunConfig, full: bool = False) -> ValidationReport:
         if not full:
             msg += " (checked on a preview; run with --full to check every row)"
         rep.fail(msg)
-        return rep
+        return
     train = pairs[pairs["split"] == "train"]
-    from .aggregate.pairs import holdout_rule
-
     rep.add("hold-out: " + holdout_rule(cfg.aggregate, getattr(got, "has_overall", False),
                                         got.source)[1])
     rep.add(f"pairs: {len(pairs)} ({len(train)} train), per aspect "
             f"{train['aspect'].value_counts().sort_index().to_dict()}")
     for reason, n in agg_rejects.counts().items():
         rep.add(f"  aggregate would drop {n}: {reason}")
-    return rep
 
 
 def _pair_aspects(got, pairs: pd.DataFrame) -> list[str]:

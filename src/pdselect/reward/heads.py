@@ -96,24 +96,16 @@ def fit_heads(X: np.ndarray, groups: list[PairGroup], n_heads: int, kind: str = 
         raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
     torch.manual_seed(seed)
     model = BTHeads(n_heads, X.shape[1], kind, hidden, seed).to(device)
-    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
-    prepared = []
-    for g in groups:
-        if len(g.chosen) == 0:
-            continue
-        prepared.append((g.head, Xt[torch.as_tensor(g.chosen, device=device)],
-                         Xt[torch.as_tensor(g.rejected, device=device)],
-                         torch.as_tensor(np.asarray(g.dlen, dtype=np.float32), device=device),
-                         float(g.rho)))
+    prepared = _prepare_groups(X, groups, device)
     if not prepared:
         return model.eval()
-    trunk = None
+    trunk = share_t = None
     if share is not None:
         if kind != "linear":
             raise ValueError("shared trunks (proxy.multitask) need head=linear")
         share_t = torch.as_tensor(np.asarray(share, dtype=np.int64), device=device)
         trunk = nn.Parameter(torch.zeros(int(share_t.max()) + 1, X.shape[1], device=device))
-    step = (_linear_step(model, prepared, l2, trunk, share_t if trunk is not None else None,
+    step = (_linear_step(model, prepared, l2, trunk, share_t,
                          l2 if shared_l2 is None else shared_l2)
             if kind == "linear" else None)
     params = list(model.parameters()) + ([trunk] if trunk is not None else [])
@@ -127,6 +119,29 @@ def fit_heads(X: np.ndarray, groups: list[PairGroup], n_heads: int, kind: str = 
             loss = loss + bt_loss_t(logit).mean() + l2 * model.penalty(h)
         return loss
 
+    _minimise(total_loss, params, optimizer, epochs, lr)
+    if trunk is not None:
+        with torch.no_grad():
+            model.w.add_(trunk[share_t])
+    return model.eval()
+
+
+def _prepare_groups(X: np.ndarray, groups: list[PairGroup], device: str) -> list[tuple]:
+    """(head, chosen rows, rejected rows, dlen, rho) tensors of every non-empty group."""
+    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+    prepared = []
+    for g in groups:
+        if len(g.chosen) == 0:
+            continue
+        prepared.append((g.head, Xt[torch.as_tensor(g.chosen, device=device)],
+                         Xt[torch.as_tensor(g.rejected, device=device)],
+                         torch.as_tensor(np.asarray(g.dlen, dtype=np.float32), device=device),
+                         float(g.rho)))
+    return prepared
+
+
+def _minimise(total_loss, params: list, optimizer: str, epochs: int, lr: float) -> None:
+    """Full-batch minimisation: ``epochs`` Adam steps, or L-BFGS (strong Wolfe) to convergence."""
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS(params, lr=1.0, max_iter=int(epochs),
                                 history_size=20, tolerance_grad=1e-9, tolerance_change=1e-12,
@@ -138,17 +153,13 @@ def fit_heads(X: np.ndarray, groups: list[PairGroup], n_heads: int, kind: str = 
             loss.backward()
             return loss
         opt.step(closure)
-    else:
-        opt = torch.optim.Adam(params, lr=lr)
-        for _ in range(int(epochs)):
-            opt.zero_grad(set_to_none=True)
-            loss = total_loss()
-            loss.backward()
-            opt.step()
-    if trunk is not None:
-        with torch.no_grad():
-            model.w.add_(trunk[share_t])
-    return model.eval()
+        return
+    opt = torch.optim.Adam(params, lr=lr)
+    for _ in range(int(epochs)):
+        opt.zero_grad(set_to_none=True)
+        loss = total_loss()
+        loss.backward()
+        opt.step()
 
 
 def _linear_step(model: BTHeads, prepared: list, l2: float, trunk: torch.Tensor | None = None,

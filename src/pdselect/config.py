@@ -194,7 +194,8 @@ class ScoreConfig:
     ray_gpus_per_actor: float = _f(0.0, "engine=ray: GPUs per actor (fractions share a GPU, "
                                         "e.g. 0.5); an actor with a GPU encodes on cuda.")
     ray_batch_size: int = _f(4096, "engine=ray: pairs per map_batches call.")
-    shard_size: int = _f(100_000, "Pairs per Parquet shard for streamed/resumable scoring.")
+    shard_size: int = _f(100_000, "Pairs per shard of the score engine (streamed, resumable; a "
+                         "smaller pool is one shard).")
     margin_model: bool = _f(True, "Also train one unified reward model on all pairs for the "
                                   "RAF-style margin baseline.")
     weighting: Literal["equal", "reliability", "user"] = _f(

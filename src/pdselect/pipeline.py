@@ -124,10 +124,8 @@ def stage_score(cfg: RunConfig, run: RunDir) -> dict:
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
     pairs = train_pairs(run)
     out = run.stage("score")
-    if cfg.score.engine == "ray" or len(pairs) > cfg.score.shard_size:
-        table, summary = _score_sharded(cfg, run, aspects, out)
-    else:
-        table, summary = _score_in_memory(cfg, run, pairs, aspects)
+    # one engine: small data is the one-shard case of the streamed engine (local or Ray)
+    table, summary = _score_sharded(cfg, run, aspects, out)
     write_parquet(out / "scores.parquet", table)
     rati = pd_rati_table(pairs, aspects, cfg.score.gamma)
     if rati is not None:
@@ -136,20 +134,6 @@ def stage_score(cfg: RunConfig, run: RunDir) -> dict:
                     "pd_rati": rati is not None})
     write_json(out / "meta.json", summary)
     return summary
-
-
-def _score_in_memory(cfg: RunConfig, run: RunDir, pairs: pd.DataFrame, aspects: list[str]):
-    from .reward import load_proxy_models
-    from .score.table import score_table
-
-    public = public_view(pairs)
-    models = load_proxy_models(run.root / "proxy" / "aspects", cfg.proxy)
-    margin = None
-    if (run.root / "proxy" / "unified").exists():
-        margin = load_proxy_models(run.root / "proxy" / "unified", cfg.proxy).gaps(public)[:, 0]
-    table, q = score_table(public, models.gaps(public), aspects, cfg.score.gamma, margin,
-                           _pd_weights(cfg, run, aspects))
-    return table, {"engine": "in-memory", "q": q}
 
 
 def _pd_weights(cfg: RunConfig, run: RunDir, aspects: list[str]):
@@ -161,8 +145,9 @@ def _pd_weights(cfg: RunConfig, run: RunDir, aspects: list[str]):
 
 
 def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
-    """Streamed, resumable scoring in shards (local or Ray; scale/). Its parts live in
-    ``score/sharded`` and are concatenated into the usual score table."""
+    """Streamed, resumable scoring in shards of ``score.shard_size`` pairs (local or Ray; one
+    shard when the pool is smaller). Its parts live in ``score/sharded`` and are concatenated
+    into the usual score table."""
     from .score.engine import read_scores, score_stage
 
     import shutil

@@ -8,7 +8,7 @@ more than one shard in memory:
     pass 2  PD     : load ONLY the gap + aspect columns (N x K float64: 32 MB per million pairs
                      at K = 4), q_k = pd.normaliser (exact gamma-quantile), then per shard
                      pd.normalise + pd.preference_divergence -> <out>/pd/part-<s>.parquet with
-                     the columns of score.score_table (pair_id, aspect, gap__*, norm__*, pd).
+                     the columns of score.table.pd_frame (pair_id, aspect, gap__*, norm__*, pd).
 
     plan = plan_shards(["pairs.parquet"], shard_size=100_000)
     summary = score_sharded("pairs.parquet", models.gaps, aspects, out_dir, shard_size=100_000)
@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 
 from ..run.artifacts import atomic_path, write_json
 from ..errors import StageError
-from ..pd import normalise, normaliser, preference_divergence
-from .table import check_gaps, check_pd, label_index
+from ..pd import normaliser
+from .table import check_gaps, check_pd, gap_col, gaps_frame, label_index, pd_frame
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,6 @@ GapsFn = Callable[[pd.DataFrame], np.ndarray]
 #: public columns a proxy scorer reads; hidden h_* columns are never read from the input
 SCORER_COLUMNS = ["pair_id", "input_id", "input", "chosen", "rejected", "aspect"]
 GAPS_DIR, PD_DIR, PLAN_FILE, Q_FILE = "scores", "pd", "_plan.json", "q.json"
-
-
-def gap_col(aspect: str) -> str:
-    return f"gap__{aspect}"
 
 
 def part_name(index: int) -> str:
@@ -195,25 +191,6 @@ def score_shard(plan: ShardPlan, index: int, gaps_fn: GapsFn, out_dir: str | Pat
     return len(table)
 
 
-def gaps_frame(df: pd.DataFrame, gaps_fn: GapsFn, aspects: Sequence[str],
-               margin_fn: GapsFn | None = None) -> pd.DataFrame:
-    """pair_id, aspect, gap__<a> (float64) [, margin] for the rows of ``df``."""
-    K = len(aspects)
-    gaps = np.asarray(gaps_fn(df), dtype=np.float64) if len(df) else np.zeros((0, K))
-    if gaps.shape != (len(df), K):
-        raise StageError(f"the scorer returned gaps of shape {gaps.shape} for {len(df)} pairs; "
-                         f"expected {(len(df), K)} (one column per aspect {list(aspects)}).")
-    out = pd.DataFrame({"pair_id": df["pair_id"].to_numpy(), "aspect": df["aspect"].to_numpy()})
-    for c, a in enumerate(aspects):
-        out[gap_col(a)] = gaps[:, c]
-    if margin_fn is not None:
-        # a shard may hold no train rows at all (only test inputs): nothing to reshape then
-        m = (np.asarray(margin_fn(df), dtype=np.float64).reshape(len(df), -1)[:, 0] if len(df)
-             else np.zeros(0))
-        out["margin"] = m
-    return out
-
-
 def pending_shards(plan: ShardPlan, out_dir: str | Path) -> list[int]:
     d = Path(out_dir) / GAPS_DIR
     return [i for i in range(plan.n_shards) if not (d / part_name(i)).exists()]
@@ -226,8 +203,9 @@ def prepare(pairs_path: str | Path, aspects: Sequence[str], out_dir: str | Path,
     plan = plan_shards(pairs_path, shard_size, aspects)
     (out_dir / GAPS_DIR).mkdir(parents=True, exist_ok=True)
     _check_plan(out_dir, plan)
-    for tmp in (out_dir / GAPS_DIR).glob(".part-*.tmp"):
-        tmp.unlink(missing_ok=True)  # left by a SIGKILL between write and rename
+    for folder in (out_dir, out_dir / GAPS_DIR, out_dir / PD_DIR):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)  # left by a SIGKILL between write and rename
     return plan
 
 
@@ -291,15 +269,9 @@ def pd_pass(out_dir: str | Path, aspects: Sequence[str], gamma: float,
     q = normaliser(delta, label, gamma)
     ptp = [np.inf, -np.inf]  # PD range over all parts, for the constant-PD check
     for p, lo, hi in zip(gap_parts(out_dir), offsets[:-1], offsets[1:]):
-        keep = pq.read_table(p, columns=None).to_pandas()
-        delta_n = normalise(delta[lo:hi], q)
-        for c, a in enumerate(aspects):
-            keep[f"norm__{a}"] = delta_n[:, c]
-        keep["pd"] = preference_divergence(delta_n, label[lo:hi], weights)
+        keep = pd_frame(pq.read_table(p).to_pandas(), aspects, q, label[lo:hi], weights)
         if len(keep):
             ptp = [min(ptp[0], keep["pd"].min()), max(ptp[1], keep["pd"].max())]
-        if "margin" in keep.columns:  # same column order as score.score_table
-            keep = keep[[c for c in keep.columns if c != "margin"] + ["margin"]]
         with atomic_path(out_dir / PD_DIR / p.name) as tmp:
             pq.write_table(pa.Table.from_pandas(keep, preserve_index=False), tmp)
     if offsets[-1] > 1:

@@ -5,6 +5,11 @@ The score table has one row per TRAIN pair (the selection pool), keyed by ``pair
     pair_id, aspect, gap__<a> (raw proxy gap r_a(x,y_w) - r_a(x,y_l)), norm__<a> (clipped to
     [-1, 1] by q_a), pd, margin (unified reward model gap, when trained)
 
+Two per-shard steps are the ONLY code computing these columns: :func:`gaps_frame` (pairs ->
+gap columns) and :func:`pd_frame` (gap columns + q -> norm__/pd). The streamed engine
+(score/sharded.py, local or Ray) runs them per shard with q over all shards;
+:func:`score_table` is the one-shard case, so the two agree by construction.
+
 ``pd_rati_table`` computes the same PD from the TRUE ratings (hidden columns): the paper's
 PD-rati oracle, for evaluation only.
 """
@@ -17,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import StageError
-from ..pd import pd_from_gaps
+from ..pd import normalise, normaliser, pd_from_gaps, preference_divergence
 from ..data.schema import HIDDEN_PREFIX, delta_col
 
 log = logging.getLogger(__name__)
@@ -85,28 +90,62 @@ def pd_weights(score_cfg, aspects: list[str], metrics: dict[str, dict]) -> np.nd
     return w
 
 
+def gap_col(aspect: str) -> str:
+    return f"gap__{aspect}"
+
+
+def gaps_frame(df: pd.DataFrame, gaps_fn, aspects, margin_fn=None) -> pd.DataFrame:
+    """Step 1 of a shard: pair_id, aspect, gap__<a> (float64) [, margin] for the rows of ``df``.
+    ``gaps_fn(df) -> (n, K)``; ``margin_fn(df) -> (n,)`` or (n, 1), the unified model's gap."""
+    K = len(aspects)
+    gaps = np.asarray(gaps_fn(df), dtype=np.float64) if len(df) else np.zeros((0, K))
+    if gaps.shape != (len(df), K):
+        raise StageError(f"the scorer returned gaps of shape {gaps.shape} for {len(df)} pairs; "
+                         f"expected {(len(df), K)} (one column per aspect {list(aspects)}).")
+    out = pd.DataFrame({"pair_id": df["pair_id"].to_numpy(), "aspect": df["aspect"].to_numpy()})
+    for c, a in enumerate(aspects):
+        out[gap_col(a)] = gaps[:, c]
+    if margin_fn is not None:
+        # a shard may hold no train rows at all (only test inputs): nothing to reshape then
+        m = (np.asarray(margin_fn(df), dtype=np.float64).reshape(len(df), -1)[:, 0] if len(df)
+             else np.zeros(0))
+        out["margin"] = m
+    return out
+
+
+def pd_frame(frame: pd.DataFrame, aspects, q: np.ndarray, label: np.ndarray,
+             weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Step 2 of a shard: the gap frame plus norm__<a> (clipped by q) and pd, margin last.
+    ``q``: the normaliser over ALL scored pairs (pd.normaliser); ``label``: the rows' aspects."""
+    delta = frame[[gap_col(a) for a in aspects]].to_numpy(np.float64)
+    delta_n = normalise(delta, q)
+    out = frame.copy()
+    for c, a in enumerate(aspects):
+        out[f"norm__{a}"] = delta_n[:, c]
+    out["pd"] = preference_divergence(delta_n, label, weights)
+    if "margin" in out.columns:
+        out = out[[c for c in out.columns if c != "margin"] + ["margin"]]
+    return out
+
+
 def score_table(pairs: pd.DataFrame, gaps: np.ndarray, aspects: list[str], gamma: float,
                 margin: np.ndarray | None = None,
                 weights: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
-    """Build the score table from raw proxy gaps (N, K). Returns (table, {aspect: q_k}).
+    """The score table of pairs whose raw proxy gaps (N, K) are given: ONE shard of the
+    engine's steps. Returns (table, {aspect: q_k}).
     ``weights``: per-aspect PD weights (``pd_weights``); None = equal (the paper)."""
     if any(c.startswith(HIDDEN_PREFIX) for c in pairs.columns):
         raise StageError("score_table was given hidden columns; pass schema.public_view(pairs).")
-    if gaps.shape != (len(pairs), len(aspects)):
-        raise StageError(f"gaps have shape {gaps.shape}, expected {(len(pairs), len(aspects))}.")
+    if np.shape(gaps) != (len(pairs), len(aspects)):
+        raise StageError(f"gaps have shape {np.shape(gaps)}, expected "
+                         f"{(len(pairs), len(aspects))}.")
     check_gaps(gaps, aspects, pairs["pair_id"].to_numpy())
+    frame = gaps_frame(pairs, lambda _: gaps, aspects,
+                       None if margin is None else (lambda _: margin))
     label = label_index(pairs["aspect"], aspects)
-    pd_, delta_n, q = pd_from_gaps(gaps, label, gamma, weights)
-    check_pd(pd_)
-    out = pd.DataFrame({"pair_id": pairs["pair_id"].to_numpy(),
-                        "aspect": pairs["aspect"].to_numpy()})
-    for c, a in enumerate(aspects):
-        out[f"gap__{a}"] = gaps[:, c]
-    for c, a in enumerate(aspects):
-        out[f"norm__{a}"] = delta_n[:, c]
-    out["pd"] = pd_
-    if margin is not None:
-        out["margin"] = np.asarray(margin, dtype=np.float64)
+    q = normaliser(np.asarray(gaps, dtype=np.float64), label, gamma)
+    out = pd_frame(frame, aspects, q, label, weights)
+    check_pd(out["pd"].to_numpy())
     return out, {a: float(q[c]) for c, a in enumerate(aspects)}
 
 

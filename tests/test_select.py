@@ -129,3 +129,31 @@ def test_property_pd_selection_is_a_threshold(vals):
     if m.all():
         return
     assert t["pd"][m].max() <= t["pd"][~m].min()
+
+
+@pytest.mark.parametrize("stratify", [None, "aspect"])
+@pytest.mark.parametrize("method", ["pd", "pd_high", "random", "margin"])
+def test_rank_and_boundary_support_agree(method, stratify):
+    """The support comes from the budget boundary, the rank column from the full sort: the
+    first n rows of the rank (per group when stratified) are exactly the support, with ties
+    and NaN keys present."""
+    rng = np.random.default_rng(3)
+    n = 500
+    df = pd.DataFrame({"pair_id": [f"p{i:04d}" for i in rng.permutation(n)],
+                       "aspect": rng.choice(["a", "b", "c"], n),
+                       "pd": np.round(rng.normal(size=n), 1),      # many ties
+                       "margin": rng.normal(size=n)})
+    df.loc[rng.choice(n, 20, replace=False), ["pd", "margin"]] = np.nan
+    sel = make_selector(method, budget=0.3, stratify_by=stratify, random_state=1).fit(df)
+    mask = sel.get_support()
+    if stratify is None:
+        expect = np.zeros(n, bool)
+        expect[sel.order_[:sel.n_select_]] = True
+    else:
+        expect, at = np.zeros(n, bool), 0
+        for g in sorted(sel.quota_):
+            rows = sel.order_[at: at + int((df["aspect"] == g).sum())]
+            expect[rows[:sel.quota_[g]]] = True
+            at += len(rows)
+    np.testing.assert_array_equal(mask, expect)
+    assert mask.sum() == sel.n_select_

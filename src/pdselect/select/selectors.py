@@ -12,54 +12,11 @@ proportion to their pair counts (largest remainder), then filled within each asp
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-
-
-def budget_size(n: int, budget: float = 0.3, budget_count: int | None = None) -> int:
-    """Number of pairs to keep: ``budget_count`` if given, else ceil(budget * n)."""
-    if budget_count is not None:
-        if isinstance(budget_count, bool) or int(budget_count) != budget_count or budget_count < 1:
-            raise ConfigError("select.budget_count", f"{budget_count!r} is not a positive integer.",
-                              "give a count >= 1, or use select.budget for a fraction.")
-        if budget_count > n:
-            raise ConfigError("select.budget_count",
-                              f"{budget_count} exceeds the {n} pairs available.",
-                              f"use a count <= {n}, or select.budget=1.0 to keep everything.")
-        return int(budget_count)
-    if budget is None or not (isinstance(budget, (int, float)) and 0 < budget <= 1):
-        raise ConfigError("select.budget", f"{budget!r} is not a fraction in (0, 1].",
-                          "use e.g. select.budget=0.3, or select.budget_count for a count.")
-    if n < 1:
-        raise ConfigError("select.budget", "the selection pool is empty (0 pairs to rank).",
-                          "check the aggregate stage's counts in report.md: every pair was "
-                          "rejected or held out (aggregate.test_fraction).")
-    # the tiny epsilon keeps 0.3 * 10 = 3.0000000000000004 from becoming 4
-    return min(n, math.ceil(budget * n - 1e-9))
-
-
-def apportion(counts: np.ndarray, total: int) -> np.ndarray:
-    """Split ``total`` across groups in proportion to ``counts`` (largest remainder, ties by
-    group order), never giving a group more than it has."""
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.sum() == 0:
-        return np.zeros_like(counts)
-    exact = counts * total / counts.sum()
-    quota = np.minimum(np.floor(exact).astype(np.int64), counts)
-    rest = total - quota.sum()
-    order = np.argsort(-(exact - quota), kind="stable")
-    while rest > 0:
-        for g in order:
-            if rest == 0:
-                break
-            if quota[g] < counts[g]:
-                quota[g] += 1
-                rest -= 1
-    return quota
+from .boundary import apportion, budget_size, threshold_support  # noqa: F401 (apportion: public)
 
 
 class BaseSelector:
@@ -100,23 +57,19 @@ class BaseSelector:
         self.n_select_ = budget_size(n, self.budget, self.budget_count)
         self.key_ = self._key_values(scores)
         pid = scores["pair_id"].astype(str).to_numpy()
-        support = np.zeros(n, dtype=bool)
-        if self.stratify_by:
-            groups = scores[self.stratify_by].astype(str).to_numpy()
+        groups = scores[self.stratify_by].astype(str).to_numpy() if self.stratify_by else None
+        # the support comes from the budget boundary, as in the streamed selection (one
+        # implementation); order_ is the full rank the select stage reports
+        self.support_ = threshold_support(self.key_, pid, self.n_select_, self.descending, groups)
+        if groups is not None:
             names = np.array(sorted(set(groups)))
             counts = np.array([(groups == g).sum() for g in names])
             self.quota_ = dict(zip(names.tolist(), apportion(counts, self.n_select_).tolist()))
-            order_parts = []
-            for g in names:
-                rows = np.flatnonzero(groups == g)
-                ranked = rows[self._rank(self.key_[rows], pid[rows])]
-                support[ranked[: self.quota_[g]]] = True
-                order_parts.append(ranked)
-            self.order_ = np.concatenate(order_parts) if order_parts else np.zeros(0, int)
+            parts = [rows[self._rank(self.key_[rows], pid[rows])]
+                     for rows in (np.flatnonzero(groups == g) for g in names)]
+            self.order_ = np.concatenate(parts) if parts else np.zeros(0, int)
         else:
             self.order_ = self._rank(self.key_, pid)
-            support[self.order_[: self.n_select_]] = True
-        self.support_ = support
         return self
 
     def get_support(self, indices: bool = False) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Budget selection without a global sort: a selection pass finds the key value at the budget
-boundary, a filter pass keeps everything before it.
+"""Budget selection over score parts on disk, without a global sort: a selection pass finds the
+key value at the budget boundary (select/boundary.py), a filter pass keeps everything before it.
 
 The rank order is exactly :class:`pdselect.select.selectors.BaseSelector`'s: key ascending (negated for
 descending selectors), NaN last, ties by ``str(pair_id)``. So
@@ -16,92 +16,17 @@ value, instead of a sort of all N (key, pair_id) rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..run.artifacts import atomic_path, write_json
 from ..errors import ConfigError
-from .selectors import SELECTORS, apportion, budget_size
-
-
-@dataclass
-class Boundary:
-    """Rank boundary of the first ``n`` rows in rank space (k = key, or -key if descending).
-
-    Every row with k < threshold is kept, plus the ``n_ties`` smallest pair ids among rows with
-    k == threshold. ``threshold`` NaN means the budget reaches into the NaN rows: every non-NaN
-    row is kept, plus ``n_ties`` NaN rows by pair id.
-    """
-
-    threshold: float
-    n_below: int
-    n_ties: int
-
-
-def find_boundary(k: np.ndarray, n: int) -> Boundary:
-    """Selection pass: O(N) with np.partition, no sort."""
-    k = np.asarray(k, dtype=np.float64)
-    valid = ~np.isnan(k)
-    n_valid = int(valid.sum())
-    if n <= 0:
-        return Boundary(-np.inf, 0, 0)
-    if n > n_valid:
-        return Boundary(np.nan, n_valid, n - n_valid)
-    vals = k[valid] if n_valid < len(k) else k
-    t = float(np.partition(vals, n - 1)[n - 1])
-    n_below = int(np.count_nonzero(vals < t))
-    return Boundary(t, n_below, n - n_below)
-
-
-def _tie_mask(k: np.ndarray, b: Boundary) -> tuple[np.ndarray, np.ndarray]:
-    """(rows kept outright, rows tied at the boundary)."""
-    if np.isnan(b.threshold):
-        return ~np.isnan(k), np.isnan(k)
-    return k < b.threshold, k == b.threshold
-
-
-def smallest_ids(pids: np.ndarray, m: int) -> np.ndarray:
-    """Positions of the ``m`` smallest pair ids (string order), only the tie set is sorted."""
-    if m <= 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.argsort(pids, kind="stable")[:m]
-
-
-def _support_one(k: np.ndarray, pid: np.ndarray, n: int) -> np.ndarray:
-    b = find_boundary(k, n)
-    below, tied = _tie_mask(k, b)
-    keep = below.copy()
-    tie_rows = np.flatnonzero(tied)
-    keep[tie_rows[smallest_ids(pid[tie_rows], b.n_ties)]] = True
-    return keep
-
-
-def threshold_support(key: Sequence[float], pair_id: Sequence, n_select: int,
-                      descending: bool = False, groups: Sequence | None = None) -> np.ndarray:
-    """Boolean mask of the ``n_select`` best rows (the selectors' exact order, see module doc).
-
-    ``groups`` (e.g. the aspect column) splits the budget across groups in proportion to their
-    sizes by ``select.apportion``, as ``stratify_by`` does.
-    """
-    k = np.asarray(key, dtype=np.float64)
-    k = -k if descending else k
-    pid = np.asarray(pd.Series(pair_id).astype(str).to_numpy(), dtype=str)
-    if groups is None:
-        return _support_one(k, pid, n_select)
-    g = pd.Series(groups).astype(str).to_numpy()
-    names = np.array(sorted(set(g)))
-    quota = apportion(np.array([(g == x).sum() for x in names]), n_select)
-    keep = np.zeros(len(k), dtype=bool)
-    for name, m in zip(names, quota):
-        rows = np.flatnonzero(g == name)
-        keep[rows[_support_one(k[rows], pid[rows], int(m))]] = True
-    return keep
+from .boundary import (_tie_mask, apportion, budget_size, find_boundary,  # noqa: F401
+                       smallest_ids, threshold_support)  # threshold_support: public here too
+from .selectors import SELECTORS
 
 
 # ----------------------------------------------------------------------------- parts on disk

@@ -28,7 +28,7 @@ from .run.artifacts import MARKER, RunDir, read_json, write_json, write_parquet,
 from .config import RunConfig
 from .errors import StageError
 from .data.rejects import RejectLog
-from .data.schema import RatedTable, public_view
+from .data.schema import public_view
 from .run.stage_tables import load_score_pool, train_pairs
 
 log = logging.getLogger(__name__)
@@ -62,25 +62,28 @@ def stage_ingest(cfg: RunConfig, run: RunDir) -> dict:
 
 
 def stage_aggregate(cfg: RunConfig, run: RunDir) -> dict:
-    from .aggregate.pairs import aggregate, from_pairs_input
+    from .aggregate.pairs import from_pairs_input
+    from .aggregate.stream import plan_rated
+    from .validate import check_pairs
 
     meta = read_json(run.root / "ingest" / "meta.json")
     rejects = RejectLog("aggregate")
+    out = run.stage("aggregate")
+    plan = None
     if meta["kind"] == "pairs":
         src = pd.read_parquet(run.root / "ingest" / "pairs_input.parquet")
         pairs = from_pairs_input(src, cfg.aggregate, cfg.seed, rejects)
-    else:
-        rated = RatedTable(pd.read_parquet(run.root / "ingest" / "rated.parquet"),
-                           meta["aspects"], {a: tuple(v) for a, v in meta["scales"].items()},
-                           meta["has_overall"], meta["source"])
-        pairs = aggregate(rated, cfg.aggregate, cfg.seed, rejects)
+    else:  # in chunks of whole inputs, texts never all in memory (aggregate/stream.py)
+        plan = plan_rated(run.root / "ingest" / "rated.parquet", meta, cfg.aggregate, cfg.seed,
+                          rejects, out / "_parts")
+        pairs = plan.light
     train = pairs[pairs["split"] == "train"]
     aspects = [a for a in meta["aspects"] if (train["aspect"] == a).any()]
-    from .validate import check_pairs
-
     check_pairs(cfg, pairs, aspects)  # the checks `pdselect validate` makes, before any compute
-    out = run.stage("aggregate")
-    write_parquet(out / "pairs.parquet", pairs)
+    if plan is None:
+        write_parquet(out / "pairs.parquet", pairs)
+    else:
+        plan.write(out / "pairs.parquet")
     rejects.write(out / "rejects.jsonl")
     summary = {"n_pairs": len(pairs), "n_train": len(train), "n_test": len(pairs) - len(train),
                "aspects": aspects, "pairs_per_aspect": train["aspect"].value_counts().to_dict(),
@@ -101,13 +104,21 @@ def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
     from .reward import UNIFIED, train_proxy_models
 
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
-    train = public_view(train_pairs(run))
+    cap = cfg.proxy.max_pairs_per_aspect
+    if cap is None:
+        train = public_view(train_pairs(run))
+    else:  # only the sample's texts are read (proxy.max_pairs_per_aspect)
+        from .reward.base import read_train_sample
+
+        train = read_train_sample(run.root / "aggregate" / "pairs.parquet", cap, cfg.seed)
     out = run.stage("proxy")
     floor = cfg.aggregate.min_pairs_per_aspect  # the one floor: aggregate checked the same
     models = train_proxy_models(train, aspects, cfg.proxy, cfg.seed, out / "aspects", progress,
                                 min_pairs=floor)
     models.save(out / "aspects")
     metrics = {"aspects": models.metrics}
+    if cap is not None:
+        metrics["sample"] = {"max_pairs_per_aspect": cap, "n_train_pairs_used": len(train)}
     if cfg.score.margin_model:
         # reward.train_unified_model with the configured floor (it has no min_pairs argument)
         unified = train_proxy_models(train.assign(aspect=UNIFIED), [UNIFIED], cfg.proxy,

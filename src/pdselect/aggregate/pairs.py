@@ -66,9 +66,22 @@ def _pair_indices(group_start: np.ndarray, group_size: np.ndarray) -> tuple[np.n
     return np.concatenate(I), np.concatenate(J)
 
 
+class PairDraws:
+    """The random streams (and the ``balanced`` strategy's running counts) of pair building.
+
+    One instance carried across chunks of inputs, taken in the order :func:`build_pairs`
+    enumerates pairs, consumes each stream exactly as one call on the whole table does
+    (Generator.random fills doubles sequentially), so chunked and one-shot pairs are equal."""
+
+    def __init__(self, seed: int):
+        self.label, self.cap = _rng(seed, 1), _rng(seed, 3)
+        self.counts: np.ndarray | None = None
+
+
 def _assign_labels(delta: np.ndarray, decided: np.ndarray, scale: np.ndarray, strategy: str,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Index of the ONE labelling aspect per pair, among its decided aspects."""
+                   rng: np.random.Generator, counts: np.ndarray | None = None) -> np.ndarray:
+    """Index of the ONE labelling aspect per pair, among its decided aspects (``counts``: the
+    balanced strategy's label counts so far, updated in place)."""
     P, K = delta.shape
     if strategy == "uniform":
         u = rng.random((P, K))
@@ -76,7 +89,7 @@ def _assign_labels(delta: np.ndarray, decided: np.ndarray, scale: np.ndarray, st
     if strategy == "max_margin":
         return np.where(decided, np.abs(delta) / scale[None, :], -1.0).argmax(axis=1)
     if strategy == "balanced":
-        counts = np.zeros(K, np.int64)
+        counts = np.zeros(K, np.int64) if counts is None else counts
         label = np.empty(P, np.int64)
         tiebreak = rng.random((P, K))
         for p in range(P):  # sequential by nature: each choice depends on the counts so far
@@ -101,8 +114,12 @@ def _overall(rated: RatedTable, df: pd.DataFrame) -> np.ndarray:
 
 
 def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
-                rejects: RejectLog) -> pd.DataFrame:
-    """All same-input pairs with one aspect label each (no split, no conflict subsampling)."""
+                rejects: RejectLog, draws: PairDraws | None = None) -> pd.DataFrame:
+    """All same-input pairs with one aspect label each (no split, no conflict subsampling).
+
+    ``draws``: the random streams to continue (aggregate/stream.py passes one across chunks
+    of whole inputs); by default fresh streams from ``seed``."""
+    draws = PairDraws(seed) if draws is None else draws
     df = rated.df.sort_values(["input_id", "response_id"], kind="mergesort").reset_index(drop=True)
     df = _well_formed(df, rejects)
     aspects = list(rated.aspects)
@@ -113,7 +130,7 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
     starts = np.r_[0, np.cumsum(sizes.to_numpy())[:-1]]
     I, J = _pair_indices(starts, sizes.to_numpy())
     if cfg.max_pairs_per_input is not None:
-        keep = _cap_per_input(df["input_id"].to_numpy()[I], cfg.max_pairs_per_input, _rng(seed, 3))
+        keep = _cap_per_input(df["input_id"].to_numpy()[I], cfg.max_pairs_per_input, draws.cap)
         if (~keep).sum():
             rejects.add(f"over max_pairs_per_input={cfg.max_pairs_per_input} (seeded sample)",
                         n=int((~keep).sum()))
@@ -131,8 +148,10 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
         I, J, delta, decided = I[~tied], J[~tied], delta[~tied], decided[~tied]
     scale = np.array([rated.scales[a][1] - rated.scales[a][0] if a in rated.scales else 1.0
                       for a in aspects], dtype=np.float64)
+    if cfg.label_strategy == "balanced" and draws.counts is None:
+        draws.counts = np.zeros(len(aspects), np.int64)
     k = _assign_labels(delta, decided, np.where(scale > 0, scale, 1.0), cfg.label_strategy,
-                       _rng(seed, 1))
+                       draws.label, draws.counts)
     i_wins = delta[np.arange(len(k)), k] > 0
     W = np.where(i_wins, I, J)                             # y_w row
     L = np.where(i_wins, J, I)                             # y_l row

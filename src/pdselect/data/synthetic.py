@@ -13,6 +13,14 @@ are review summarisation (4-8 real review sentences; responses = 2-5 real summar
 Shards are generated independently from ``(seed, shard index)``: memory is one shard, and any
 shard can be regenerated alone. Ratings are NOT generated (no h_ columns): these sets measure
 speed, not selection quality.
+
+:func:`generate_rated` writes the other realistic large input, a RATED table (one row per
+response, 4 aspects + overall, 1-5) that ``source: generic`` reads and ``pdselect run``
+aggregates itself. Its texts come from a bounded pool of ``n_prototypes`` recombined inputs
+(each with its 4 responses): input i reuses prototype ``i % n_prototypes`` under its own
+input_id, with its own ratings. The encoder's cost is the number of unique (input, response)
+texts, 4 * n_prototypes, whatever the number of pairs; a benchmark can thus keep the cold
+encode within a CPU's reach while every other stage sees the full row count.
 """
 
 from __future__ import annotations
@@ -139,3 +147,51 @@ def generate_pairs(n_pairs: int, out_dir: str | Path, shard_size: int = 100_000,
             "sources": "bundled USR Topical-Chat/PersonaChat + SummEval-OP, recombined"}
     write_json(out / "_meta.json", meta)  # "_": Parquet readers skip it
     return meta
+
+
+def _prototypes(n: int, seed: int) -> list[tuple[str, list[str]]]:
+    pools = text_pools()
+    rng = np.random.default_rng([int(seed), 7])  # its own stream: the pool is fixed per seed
+    return [_one_input(rng, pools) for _ in range(n)]
+
+
+def rated_batch(first_input: int, n_inputs: int, protos: list, seed: int,
+                aspects: list[str] = UF_ASPECTS) -> pa.Table:
+    """Rows of inputs ``first_input .. first_input + n_inputs - 1`` (4 responses each): ids,
+    texts (prototype ``i % len(protos)``), integer ratings 1-5 per aspect and an overall, drawn
+    from ``(seed, first_input)`` so a batch is reproducible on its own."""
+    rng = np.random.default_rng([int(seed), 11, int(first_input)])
+    idx = np.repeat(np.arange(first_input, first_input + n_inputs), RESPONSES_PER_INPUT)
+    r = np.tile(np.arange(RESPONSES_PER_INPUT), n_inputs)
+    p = idx % len(protos)
+    ratings = rng.integers(1, 6, (len(idx), len(aspects))).astype(np.float64)
+    # overall: the aspect mean plus noise, so it mostly agrees with the aspects (conflicts exist)
+    overall = np.clip(np.round(ratings.mean(1) + rng.normal(0, 0.75, len(idx))), 1, 5)
+    cols = {"input_id": [f"s{seed}-i{i:09d}" for i in idx],
+            "input": [protos[k][0] for k in p],
+            "response_id": [f"r{j}" for j in r],
+            "response": [protos[k][1][j] for k, j in zip(p, r)]}
+    cols.update({a: ratings[:, c] for c, a in enumerate(aspects)})
+    cols["overall"] = overall
+    return pa.table(cols)
+
+
+def generate_rated(n_inputs: int, path: str | Path, n_prototypes: int = 1000, seed: int = 0,
+                   aspects: list[str] = UF_ASPECTS, batch_inputs: int = 20_000) -> dict:
+    """One Parquet file of ``4 * n_inputs`` rated responses (``6 * n_inputs`` pairs), written
+    batch by batch (memory: one batch + the prototype pool); skipped when it exists."""
+    path = Path(path)
+    if not path.exists():
+        protos = _prototypes(n_prototypes, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            writer = None
+            for start in range(0, n_inputs, batch_inputs):
+                t = rated_batch(start, min(batch_inputs, n_inputs - start), protos, seed, aspects)
+                writer = writer or pq.ParquetWriter(tmp, t.schema)
+                writer.write_table(t, row_group_size=4 * batch_inputs)
+            writer.close()
+    return {"n_inputs": n_inputs, "n_responses": RESPONSES_PER_INPUT * n_inputs,
+            "n_pairs": n_inputs * len(PAIR_IDX), "n_prototypes": n_prototypes,
+            "unique_texts": RESPONSES_PER_INPUT * min(n_prototypes, n_inputs),
+            "aspects": aspects, "seed": seed}

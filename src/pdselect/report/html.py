@@ -53,11 +53,13 @@ def write_figures(report: dict, run: RunDir, out: Path) -> dict[str, Path]:
     from ..select.export import load_inspect
 
     root = run.root
-    inspect = load_inspect(root)
+    from .run_report import numeric_pairs
+
+    inspect = load_inspect(root, texts=False)  # the figures need numbers only
     s = report["selection"]
     figs: dict[str, Path] = {}
     agrees = None
-    pairs = pd.read_parquet(root / "aggregate" / "pairs.parquet")
+    pairs = numeric_pairs(root, ["pair_id", "h_agrees_overall"])
     if "h_agrees_overall" in pairs.columns:  # evaluation only: the report may read the oracle
         agrees = inspect[["pair_id"]].merge(pairs[["pair_id", "h_agrees_overall"]],
                                             on="pair_id", how="left")["h_agrees_overall"]

@@ -48,13 +48,19 @@ def conflict_matrix(pairs: pd.DataFrame, aspects: list[str], prefix: str) -> dic
     return out
 
 
-def _examples(inspect: pd.DataFrame, n: int) -> dict:
+def _examples(inspect: pd.DataFrame, n: int, root) -> dict:
     """The first ``n`` kept pairs in selector order and the last ``n`` dropped ones (for PD:
-    the most agreeing kept and the most conflicting dropped), texts and per-aspect gaps."""
-    cols = [c for c in inspect.columns if c not in ("input_id",)]
+    the most agreeing kept and the most conflicting dropped), texts and per-aspect gaps.
+    ``inspect`` has no texts (load_inspect(texts=False)): only these pairs' texts are read."""
+    from ..select.export import TEXT_COLUMNS, inspect_texts
+
     kept = inspect[inspect["kept"]].head(n)
     dropped = inspect[~inspect["kept"]].tail(n).iloc[::-1]
-    return {"kept": kept[cols].to_dict("records"), "dropped": dropped[cols].to_dict("records")}
+    texts = inspect_texts(root, pd.concat([kept["pair_id"], dropped["pair_id"]])).set_index(
+        "pair_id")
+    cols = [c for c in inspect.columns if c not in ("input_id",)] + TEXT_COLUMNS
+    return {name: part.join(texts, on="pair_id")[cols].to_dict("records")
+            for name, part in (("kept", kept), ("dropped", dropped))}
 
 
 def selection_warnings(report: dict) -> list[str]:
@@ -93,7 +99,7 @@ def _selection_part(cfg: RunConfig, run: RunDir, train: pd.DataFrame) -> dict:
     from ..select.export import load_inspect, pd_cutoff
 
     sel = pd.read_parquet(run.root / "select" / "selection.parquet")
-    inspect = load_inspect(run.root)
+    inspect = load_inspect(run.root, texts=False)
     select_meta = read_json(run.root / "select" / "meta.json")
     chosen = train.merge(sel.loc[sel["selected"], ["pair_id"]], on="pair_id")
     kept_pd = inspect.loc[inspect["kept"], "pd"]
@@ -106,7 +112,7 @@ def _selection_part(cfg: RunConfig, run: RunDir, train: pd.DataFrame) -> dict:
             "n_kept_pd_positive": int((kept_pd > 0).sum()),
             "pd_pool": _describe(inspect["pd"]), "pd_kept": _describe(kept_pd),
             "dataset": select_meta.get("dataset"), "chat_format": select_meta.get("chat_format"),
-            "examples": _examples(inspect, cfg.select.inspect_top)}
+            "examples": _examples(inspect, cfg.select.inspect_top, run.root)}
     if "h_agrees_overall" in train.columns and train["h_agrees_overall"].notna().any():
         from ..run.stage_tables import load_score_pool
 
@@ -131,6 +137,17 @@ def _proxy_intervals(proxy: dict) -> dict:
     return {a: list(interval_of(m)) for a, m in proxy.get("aspects", {}).items()}
 
 
+def numeric_pairs(root, columns: list[str] | None = None) -> pd.DataFrame:
+    """The aggregate stage's pair table without its texts (the report never shows them from
+    here; examples come from the inspection table): ``columns`` of it, or all but the texts."""
+    import pyarrow.parquet as pq
+
+    path = root / "aggregate" / "pairs.parquet"
+    names = pq.ParquetFile(path).schema_arrow.names
+    keep = [c for c in names if c not in ("input", "chosen", "rejected")]
+    return pd.read_parquet(path, columns=[c for c in keep if columns is None or c in columns])
+
+
 def build_report(cfg: RunConfig, run: RunDir) -> tuple[dict, str]:
     from ..data.schema import DELTA_PREFIX
 
@@ -139,7 +156,7 @@ def build_report(cfg: RunConfig, run: RunDir) -> tuple[dict, str]:
     agg = read_json(root / "aggregate" / "meta.json")
     proxy = read_json(root / "proxy" / "metrics.json")
     score = read_json(root / "score" / "meta.json")
-    pairs = pd.read_parquet(root / "aggregate" / "pairs.parquet")
+    pairs = numeric_pairs(root)
     train = pairs[pairs["split"] == "train"]
     scores = pd.read_parquet(root / "score" / "scores.parquet")
     aspects = list(agg["aspects"])

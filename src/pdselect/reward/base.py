@@ -108,6 +108,43 @@ def split_by_input(input_ids: np.ndarray, val_fraction: float,
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+def subsample_per_aspect(aspects: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
+    """Sorted positions of at most ``cap`` pairs per aspect (proxy.max_pairs_per_aspect), a
+    uniform sample from each aspect's own seeded stream; every position when ``cap`` is None
+    or no aspect exceeds it (so small runs train on exactly the pairs they did before)."""
+    keep = []
+    for a in pd.unique(aspects):
+        rows = np.flatnonzero(aspects == a)
+        if cap is not None and len(rows) > cap:
+            rng = np.random.default_rng([int(seed), 23, zlib.crc32(str(a).encode())])
+            rows = np.sort(rng.choice(rows, size=cap, replace=False))
+        keep.append(rows)
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
+def read_train_sample(path: Path, cap: int | None, seed: int) -> pd.DataFrame:
+    """The public columns of the train pairs in ``path`` (the aggregate stage's pair table)
+    that :func:`subsample_per_aspect` keeps, read row group by row group: only the sample's
+    texts are ever in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    light = pf.read(columns=["split", "aspect"]).to_pandas()
+    train = np.flatnonzero(light["split"].to_numpy() == "train")
+    keep = train[subsample_per_aspect(light["aspect"].to_numpy()[train], cap, seed)]
+    cols = [c for c in pf.schema_arrow.names if not c.startswith("h_")]
+    parts, start = [], 0
+    for g in range(pf.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        lo, hi = np.searchsorted(keep, [start, start + n])
+        if hi > lo:
+            parts.append(pf.read_row_group(g, columns=cols).take(pa.array(keep[lo:hi] - start)))
+        start += n
+    table = pa.concat_tables(parts) if parts else pf.schema_arrow.empty_table().select(cols)
+    return table.to_pandas()
+
+
 def aspect_rng(seed: int, aspect: str) -> np.random.Generator:
     """Per-aspect stream: results for one aspect do not depend on the other aspects."""
     return np.random.default_rng([int(seed), zlib.crc32(aspect.encode())])

@@ -49,20 +49,42 @@ def inspect_table(pairs: pd.DataFrame, pool: pd.DataFrame, selection: pd.DataFra
     return t[cols].reset_index(drop=True)
 
 
-def load_inspect(root: Path) -> pd.DataFrame:
+def load_inspect(root: Path, texts: bool = True) -> pd.DataFrame:
     """``select/inspect.parquet``, or the same table rebuilt from the selection (a select stage
-    finished by a pdselect version that did not write it)."""
+    finished by a pdselect version that did not write it). ``texts=False`` leaves out the
+    prompt / chosen / rejected columns (numbers only: a million pairs' texts are gigabytes;
+    :func:`inspect_texts` reads them for a few pairs)."""
     root = Path(root)
     path = root / "select" / "inspect.parquet"
     if path.exists():
-        return pd.read_parquet(path)
+        if texts:
+            return pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        names = pq.ParquetFile(path).schema_arrow.names
+        return pd.read_parquet(path, columns=[c for c in names if c not in TEXT_COLUMNS])
     from ..run.artifacts import RunDir
     from ..run.stage_tables import load_score_pool, train_pairs
     from ..data.schema import public_view
 
     run = RunDir(root)
-    return inspect_table(public_view(train_pairs(run)), load_score_pool(run),
-                         pd.read_parquet(root / "select" / "selection.parquet"))
+    table = inspect_table(public_view(train_pairs(run)), load_score_pool(run),
+                          pd.read_parquet(root / "select" / "selection.parquet"))
+    return table if texts else table.drop(columns=TEXT_COLUMNS)
+
+
+def inspect_texts(root: Path, pair_ids) -> pd.DataFrame:
+    """pair_id + prompt / chosen / rejected of the given pairs only (filtered while scanning)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    path = Path(root) / "select" / "inspect.parquet"
+    ids = list(pair_ids)
+    if not path.exists():
+        return load_inspect(root).loc[lambda t: t["pair_id"].isin(ids),
+                                      ["pair_id", *TEXT_COLUMNS]]
+    return ds.dataset(path).to_table(columns=["pair_id", *TEXT_COLUMNS],
+                                     filter=pc.field("pair_id").isin(ids)).to_pandas()
 
 
 def trl_table(inspect: pd.DataFrame, chat_format: str = "standard") -> pd.DataFrame:

@@ -39,6 +39,11 @@ from ..data.schema import PAIR_BASE, RatedTable, delta_col
 
 log = logging.getLogger(__name__)
 
+# reject reasons of pair building; aggregate/stream.py recognises them to decide its fallback
+REUSED_INPUT_ID = "input_id reused with a different input text"
+DUPLICATE_TEXT = "duplicate response text for this input"
+SINGLE_RESPONSE = "input has a single response (no pair can be formed)"
+
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
     """Independent, reproducible streams: changing one choice never shifts another's draws."""
@@ -125,7 +130,7 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
     aspects = list(rated.aspects)
     sizes = df.groupby("input_id", sort=False).size()
     for iid in sizes.index[sizes.to_numpy() < 2]:
-        rejects.add("input has a single response (no pair can be formed)", field="input_id",
+        rejects.add(SINGLE_RESPONSE, field="input_id",
                     record={"input_id": iid})
     starts = np.r_[0, np.cumsum(sizes.to_numpy())[:-1]]
     I, J = _pair_indices(starts, sizes.to_numpy())
@@ -187,8 +192,7 @@ def _well_formed(df: pd.DataFrame, rejects: RejectLog) -> pd.DataFrame:
     kept = df[~other_input]
     dup_text[~other_input] = kept.assign(_t=kept["response"].astype(str).str.strip()).duplicated(
         ["input_id", "_t"]).to_numpy()
-    for mask, reason in ((other_input, "input_id reused with a different input text"),
-                         (dup_text, "duplicate response text for this input")):
+    for mask, reason in ((other_input, REUSED_INPUT_ID), (dup_text, DUPLICATE_TEXT)):
         for rid, iid in zip(df["response_id"][mask], df["input_id"][mask]):
             rejects.add(reason, field="input_id" if mask is other_input else "response",
                         record={"input_id": iid, "response_id": rid})

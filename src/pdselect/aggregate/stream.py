@@ -37,14 +37,14 @@ from ..config import AggregateConfig
 from ..data.rejects import RejectLog
 from ..data.schema import PAIR_BASE, RatedTable
 from ..errors import StageError
-from .pairs import (PairDraws, apply_conflict_level, build_pairs, check_aspect_counts,
-                    holdout_rule, split_by_input)
+from .pairs import (DUPLICATE_TEXT, REUSED_INPUT_ID, SINGLE_RESPONSE, PairDraws,
+                    apply_conflict_level, build_pairs, check_aspect_counts, holdout_rule,
+                    split_by_input)
 
 CHUNK_INPUTS = 20_000          # inputs per chunk: ~80k responses, ~120k pairs of texts
 TEXT_COLUMNS = ["input", "chosen", "rejected", "chosen_id", "rejected_id"]
-_WELL_FORMED = ("input_id reused with a different input text",
-                "duplicate response text for this input")
-_SINGLE = "input has a single response (no pair can be formed)"
+_WELL_FORMED = (REUSED_INPUT_ID, DUPLICATE_TEXT)
+_SINGLE = SINGLE_RESPONSE
 
 
 class _NotWellFormed(Exception):

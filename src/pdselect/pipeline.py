@@ -40,15 +40,17 @@ def stage_ingest(cfg: RunConfig, run: RunDir) -> dict:
     from .data import PairsInput, read_source
 
     rejects = RejectLog("ingest")
-    got = read_source(cfg.data, rejects)
     out = run.stage("ingest")
+    # the readers stream rated.parquet in row groups: the texts are never all in memory
+    got = read_source(cfg.data, rejects, spill_to=out / "rated.parquet")
     rejects.write(out / "rejects.jsonl")
     if isinstance(got, PairsInput):
         write_parquet(out / "pairs_input.parquet", got.df)
         meta = {"kind": "pairs", "aspects": list(got.aspects), "source": got.source,
                 "n_pairs": len(got.df)}
     else:
-        write_parquet(out / "rated.parquet", got.df)
+        if got.path is None:  # a reader that kept its texts (helpsteer2)
+            write_parquet(out / "rated.parquet", got.df)
         meta = {"kind": "rated", "aspects": list(got.aspects), "source": got.source,
                 "scales": {a: list(v) for a, v in got.scales.items()},
                 "has_overall": got.has_overall, "n_responses": len(got.df),
@@ -130,10 +132,12 @@ def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
 
 
 def stage_score(cfg: RunConfig, run: RunDir) -> dict:
+    from .data.schema import delta_col
     from .score.table import pd_rati_table
 
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
-    pairs = train_pairs(run)
+    # PD-rati needs the true gaps only: no texts are read (1M pairs' texts are gigabytes)
+    pairs = train_pairs(run, ["pair_id", "aspect", *map(delta_col, aspects)])
     out = run.stage("score")
     # one engine: small data is the one-shard case of the streamed engine (local or Ray)
     table, summary = _score_sharded(cfg, run, aspects, out)
@@ -177,7 +181,8 @@ def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
 
 
 def stage_select(cfg: RunConfig, run: RunDir) -> dict:
-    from .select.export import inspect_table, length_stats, pd_cutoff, trl_table, write_trl_dataset
+    from .select.export import length_stats, pd_cutoff
+    from .select.rank_buckets import write_select_outputs
     from .select.selectors import make_selector
     from .validate import check_budget
 
@@ -197,10 +202,11 @@ def stage_select(cfg: RunConfig, run: RunDir) -> dict:
             table[col] = pool[col].to_numpy()
     out = run.stage("select")
     write_parquet(out / "selection.parquet", table)
-    inspect = inspect_table(public_view(train_pairs(run)), pool, table)
-    write_parquet(out / "inspect.parquet", inspect)
-    # the TRL dataset alone in its folder: load_dataset(<run>/select/dpo), trl dpo --dataset_name
-    data_file = write_trl_dataset(out / "dpo", trl_table(inspect, s.chat_format), s.output_format)
+    # inspect.parquet and the TRL dataset alone in its folder (load_dataset(<run>/select/dpo),
+    # trl dpo --dataset_name), in rank order with one shard of texts in memory at a time
+    written = write_select_outputs(run.root / "aggregate" / "pairs.parquet", pool, table, out,
+                                   s.chat_format, s.output_format, cfg.score.shard_size)
+    inspect, data_file = written["inspect"], written["data_file"]
     cut = pd_cutoff(inspect, s.method)
     before, after = length_stats(inspect), length_stats(inspect[inspect["kept"]])
     summary = {"method": s.method, "n_pool": len(pool), "n_selected": int(mask.sum()),

@@ -10,6 +10,7 @@ file formats, line numbers and the hub fallback in ``loading.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Union
 
 from ..config import DataConfig
@@ -42,14 +43,25 @@ READERS: dict[str, Reader] = {
 }
 
 
-def read_source(cfg: DataConfig, rejects: RejectLog) -> RatedTable | PairsInput:
-    """Read ``cfg.source`` from ``cfg.path`` (or the bundled copy); bad rows go to ``rejects``."""
+def read_source(cfg: DataConfig, rejects: RejectLog,
+                spill_to: str | Path | None = None) -> RatedTable | PairsInput:
+    """Read ``cfg.source`` from ``cfg.path`` (or the bundled copy); bad rows go to ``rejects``.
+
+    ``spill_to``: a Parquet path the rated table is streamed to while reading (data/spill.py;
+    the ingest stage's ``rated.parquet``). The returned table then has ``path`` set and its
+    ``df`` holds ids and ratings only. A reader that needs its texts after reading returns the
+    whole table as usual (``path`` None): the caller writes it."""
     reader = READERS.get(cfg.source)
     if reader is None:
         raise InputError(cfg.path or "<data.source>", f"unknown source {cfg.source!r}",
                          field="data.source", expected="one of " + ", ".join(READERS),
                          fix="set data.source to a known reader")
-    return reader(cfg, rejects)
+    if spill_to is None:
+        return reader(cfg, rejects)
+    from .spill import spill_to as spilling
+
+    with spilling(spill_to):
+        return reader(cfg, rejects)
 
 
 __all__ = ["READERS", "PairsInput", "read_source"]

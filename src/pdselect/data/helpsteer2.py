@@ -50,8 +50,9 @@ def is_preference_record(rec: dict) -> bool:
 def read_helpsteer2(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
     path = resolve_path(cfg)
     aspects = select_aspects(cfg.aspects, ASPECTS, path)
+    # spill=False: the preference file is matched on the response texts after finish()
     b = TableBuilder(source="helpsteer2", aspects=aspects, scales=SCALES, has_overall=False,
-                     rejects=rejects, strict=cfg.strict)
+                     rejects=rejects, strict=cfg.strict, spill=False)
     prefs: list[tuple[str, int, dict]] = []
     for file, line, rec in iter_records(path, cfg, rejects):
         if is_preference_record(rec):  # the preference file inside a downloaded repo folder

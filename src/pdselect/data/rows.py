@@ -46,11 +46,13 @@ import pandas as pd
 from ..errors import InputError
 from .rejects import RejectLog
 from .schema import RATED_BASE, RatedTable
+from .spill import SPILL_ROWS, SpillWriter, spill_target
 from .formats import HugeNumber
 
 log = logging.getLogger(__name__)
 
 MISSING_TOKENS = {"", "n/a", "na", "none", "null", "nan", "-"}
+TEXT_FIELDS = ["input", "response"]  # RATED_BASE's text columns, left out of a spilled df
 STRICT_FIX = "fix or remove the row, or set data.strict=false to reject bad rows instead"
 
 # Top-level fields that identify each reader's schema (for "which reader may fit" hints).
@@ -61,6 +63,12 @@ SIGNATURES: dict[str, set[str]] = {
     "usr_topical_chat": {"dialog_history", "response", "model", "fact", "uses_knowledge"},
     "summeval_op": {"reviews", "summaries"},
 }
+
+
+def digest(text: str) -> bytes:
+    """16 bytes standing for a text in the builder's "seen before?" sets (collisions: 2^-64
+    at 2^32 texts)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def short_hash(text: str, n: int = 12) -> str:
@@ -181,13 +189,19 @@ class TableBuilder:
     """Collects responses for one RatedTable, applying the module-level rules."""
 
     def __init__(self, *, source: str, aspects: list[str], scales: dict[str, tuple[float, float]],
-                 has_overall: bool, rejects: RejectLog, strict: bool):
+                 has_overall: bool, rejects: RejectLog, strict: bool, spill: bool = True):
         self.source, self.aspects, self.scales = source, aspects, scales
         self.has_overall, self.rejects, self.strict = has_overall, rejects, strict
         self.rows: list[dict[str, Any]] = []
         self.ids: set[str] = set()
-        self.texts: set[tuple[str, str]] = set()  # (input_id, stripped response)
-        self.inputs: dict[str, str] = {}  # input_id -> the first input text seen
+        # digests, not texts: the rules need "seen before?", and a million texts are gigabytes
+        self.texts: set[tuple[str, bytes]] = set()  # (input_id, digest of stripped response)
+        self.inputs: dict[str, bytes] = {}  # input_id -> digest of the first input text seen
+        # the ingest stage's file (data/spill.py); ``spill=False``: a reader that still needs
+        # the texts after finish() (helpsteer2 matches its preference file on them)
+        target = spill_target() if spill else None
+        self.spill = SpillWriter(target) if target is not None else None
+        self.light: list[pd.DataFrame] = []  # spilled batches without their texts
         self.missing = Counter()  # (file, aspect) -> count of missing ratings
         self.checked, self.absent = Counter(), Counter()  # field -> records checked / lacking
         self.keys_seen: set[str] = set()
@@ -296,12 +310,13 @@ class TableBuilder:
             self.reject("duplicate response_id", file, line, record, field="response_id",
                         expected="unique responses", value=response_id)
             return False
-        if self.inputs.get(input_id, input) != input:
+        d_input = digest(input)
+        if self.inputs.get(input_id, d_input) != d_input:
             self.reject("input_id reused with a different input text", file, line, record,
                         field="input_id", expected="one input text per input_id (the first "
                         "one seen is kept)", value=input_id)
             return False
-        if (input_id, response.strip()) in self.texts:
+        if (input_id, digest(response.strip())) in self.texts:
             self.reject("duplicate response text for this input", file, line, record,
                         field=field_prefix + "response", expected="different responses per "
                         "input (identical texts cannot form a pair; the first is kept)",
@@ -318,10 +333,29 @@ class TableBuilder:
         if self.has_overall:
             row["overall"] = self.rating("overall", overall, file, line, record)
         self.ids.add(response_id)
-        self.texts.add((input_id, response.strip()))
-        self.inputs.setdefault(input_id, input)
+        self.texts.add((input_id, digest(response.strip())))
+        self.inputs.setdefault(input_id, d_input)
         self.rows.append(row)
+        if self.spill is not None and len(self.rows) >= SPILL_ROWS:
+            self._flush()
         return True
+
+    def _columns(self) -> list[str]:
+        return RATED_BASE + self.aspects + (["overall"] if self.has_overall else [])
+
+    def _frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        cols = self._columns()
+        df = pd.DataFrame(rows, columns=cols)
+        for c in cols[len(RATED_BASE):]:
+            df[c] = df[c].astype("float64")
+        return df
+
+    def _flush(self) -> None:
+        """Write the held rows to the spill file; keep their ids and ratings only."""
+        df = self._frame(self.rows)
+        self.spill.append(df)
+        self.light.append(df.drop(columns=TEXT_FIELDS))
+        self.rows = []
 
     def check_schema(self) -> None:
         """A field absent from every record checked means the schema is wrong, not the rows."""
@@ -333,17 +367,21 @@ class TableBuilder:
         self.check_schema()
         for (file, name), n in sorted(self.missing.items()):
             self.rejects.add(f"rating missing ({name})", file=file, field=name, n=n)
-        cols = RATED_BASE + self.aspects + (["overall"] if self.has_overall else [])
-        if not self.rows:
+        if not self.rows and not self.light:
             raise InputError(self.first_file or self.source, "no usable responses "
                              f"(rejected: {self.rejects.counts()})", expected="at least one "
                              "rated, non-empty response", fix="see the rejects file for why")
-        df = pd.DataFrame(self.rows, columns=cols)
-        for c in cols[len(RATED_BASE):]:
-            df[c] = df[c].astype("float64")
+        path = None
+        if self.spill is None:
+            df = self._frame(self.rows)
+        else:
+            if self.rows:
+                self._flush()
+            path = self.spill.commit()
+            df = pd.concat(self.light, ignore_index=True)
         log.info("%s: %d responses, %d inputs, aspects %s", self.source, len(df),
                  df["input_id"].nunique(), self.aspects)
         scales = {a: self.scales[a] for a in self.aspects + (["overall"] if self.has_overall
                                                              else []) if a in self.scales}
         return RatedTable(df=df, aspects=list(self.aspects), scales=scales,
-                          has_overall=self.has_overall, source=self.source)
+                          has_overall=self.has_overall, source=self.source, path=path)

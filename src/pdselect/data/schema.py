@@ -22,6 +22,7 @@ never read them. :func:`public_view` is the only door those stages use.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -41,9 +42,13 @@ class RatedTable:
     scales: dict[str, tuple[float, float]] = field(default_factory=dict)
     has_overall: bool = False
     source: str = ""
+    #: set when the reader streamed the table to this Parquet file (data/spill.py): ``df``
+    #: then holds ids and ratings only, without the input / response texts
+    path: Path | None = None
 
     def __post_init__(self):
-        missing = [c for c in RATED_BASE + self.aspects if c not in self.df.columns]
+        need = RATED_BASE if self.path is None else ["input_id", "response_id"]
+        missing = [c for c in need + self.aspects if c not in self.df.columns]
         if missing:
             raise ValueError(f"RatedTable is missing columns {missing}")
 

@@ -65,11 +65,16 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def json_line(record: dict) -> str:
+    """One JSON Lines record (numpy scalars and arrays as JSON numbers and lists)."""
+    return json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
+
+
 def write_jsonl(path: str | Path, records) -> int:
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n")
+            fh.write(json_line(r))
             n += 1
     return n
 

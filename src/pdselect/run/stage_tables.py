@@ -10,14 +10,22 @@ importing the pipeline that calls them.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from .artifacts import RunDir
 
 
-def train_pairs(run: RunDir) -> pd.DataFrame:
+def train_pairs(run: RunDir, columns: list[str] | None = None) -> pd.DataFrame:
     """The aggregate stage's TRAIN pairs (the selection pool), hidden columns included: callers
-    that train or score pass them through ``schema.public_view``."""
-    pairs = pd.read_parquet(run.root / "aggregate" / "pairs.parquet")
+    that train or score pass them through ``schema.public_view``.
+
+    ``columns``: read only these (and ``split``, to filter): a stage that needs numbers only
+    must not read a million pairs' texts (Parquet reads columns, not rows)."""
+    path = run.root / "aggregate" / "pairs.parquet"
+    if columns is not None:
+        have = set(pq.ParquetFile(path).schema_arrow.names)
+        columns = [c for c in dict.fromkeys([*columns, "split"]) if c in have]
+    pairs = pd.read_parquet(path, columns=columns)
     return pairs[pairs["split"] == "train"].reset_index(drop=True)
 
 

@@ -16,13 +16,11 @@ batching (``remove_unused_columns``, on by default); tests/test_handoff.py train
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..run.artifacts import write_jsonl, write_parquet
 
 DATA_FILE = "train-00000"
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
@@ -101,21 +99,6 @@ def trl_table(inspect: pd.DataFrame, chat_format: str = "standard") -> pd.DataFr
     elif chat_format != "standard":
         raise ValueError(f"chat_format={chat_format!r}: expected standard or conversational")
     return out
-
-
-def write_trl_dataset(folder: Path, df: pd.DataFrame, output_format: str = "parquet") -> Path:
-    """Write ``df`` alone in ``folder`` (replacing what was there); returns the data file."""
-    folder = Path(folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    if output_format == "jsonl":
-        path = folder / f"{DATA_FILE}.jsonl"
-        write_jsonl(path, df.to_dict("records"))
-    else:
-        path = folder / f"{DATA_FILE}.parquet"
-        write_parquet(path, df)
-    return path
 
 
 def pd_cutoff(inspect: pd.DataFrame, method: str) -> float | None:

@@ -40,29 +40,53 @@ def _qlist(values) -> str:
 
 def render_config(s: Sniffed, run_dir: str) -> str:
     """The commented YAML config for ``s``."""
-    L = [f"# pdselect config written by `pdselect init --data {s.path}`.",
-         f"# Sniffed {s.n_records} records ({s.fmt})" + (":" if s.columns else "."),
-         *[f"#   {c.name}: {c.describe()}" for c in list(s.columns.values())[:40]],
-         *[f"# - {n}" for n in s.notes],
-         "# Check the guesses marked 'guessed' below, then: pdselect validate -c <this file> "
-         "--full; pdselect run -c <this file>",
-         "# Every key, its default and help: pdselect config --fields",
-         f"run_dir: {_q(run_dir)}",
-         "seed: 0",
-         "data:",
-         f"  source: {s.source}",
-         f"  path: {_q(s.path)}"]
+    L = _header_lines(s, run_dir)
     if s.source == "generic":
-        L.append(f"  shape: {s.shape}   # " + (
-            "one row per response x aspect" if s.shape == "long"
-            else "one row per response, one column per aspect"))
-        L.append("  # which column is what (a column already named input/prompt, response, "
-                 "input_id, overall" + (", aspect, rating" if s.shape == "long" else "")
-                 + " needs no entry)")
-        L.append("  columns:")
-        L += [f"    {k}: {_q(v)}" for k, v in s.mapping.items()]
-        if "input_id" not in s.mapping:
-            L.append("    # input_id: <column>   # none found: an input's id is sha1(its text)")
+        L += _column_lines(s)
+    L += _aspect_lines(s)
+    if s.scales and s.source in ("generic", "helpsteer3"):
+        L += _scale_lines(s)
+    if s.source == "helpsteer2":
+        L.append("  # preference_path: preference.jsonl.gz   # HelpSteer2's pairwise "
+                 "preferences: the pairs' hidden overall label")
+    L += _default_lines(s)
+    return "\n".join(L)
+
+
+def _header_lines(s: Sniffed, run_dir: str) -> list[str]:
+    """What was sniffed (as comments), then run_dir, seed and the data source and path."""
+    return [f"# pdselect config written by `pdselect init --data {s.path}`.",
+            f"# Sniffed {s.n_records} records ({s.fmt})" + (":" if s.columns else "."),
+            *[f"#   {c.name}: {c.describe()}" for c in list(s.columns.values())[:40]],
+            *[f"# - {n}" for n in s.notes],
+            "# Check the guesses marked 'guessed' below, then: pdselect validate -c <this file> "
+            "--full; pdselect run -c <this file>",
+            "# Every key, its default and help: pdselect config --fields",
+            f"run_dir: {_q(run_dir)}",
+            "seed: 0",
+            "data:",
+            f"  source: {s.source}",
+            f"  path: {_q(s.path)}"]
+
+
+def _column_lines(s: Sniffed) -> list[str]:
+    """The generic source's shape and which column is what."""
+    L = [f"  shape: {s.shape}   # " + (
+        "one row per response x aspect" if s.shape == "long"
+        else "one row per response, one column per aspect"),
+        "  # which column is what (a column already named input/prompt, response, "
+        "input_id, overall" + (", aspect, rating" if s.shape == "long" else "")
+        + " needs no entry)",
+        "  columns:"]
+    L += [f"    {k}: {_q(v)}" for k, v in s.mapping.items()]
+    if "input_id" not in s.mapping:
+        L.append("    # input_id: <column>   # none found: an input's id is sha1(its text)")
+    return L
+
+
+def _aspect_lines(s: Sniffed) -> list[str]:
+    """data.aspects (generic and pairs sources) and data.aspect_columns, when there are any."""
+    L = []
     if s.source in ("generic", "pairs") and s.aspects:
         L.append("  # the aspects (PD needs at least two); remove one to leave it out")
         L.append(f"  aspects: {_qlist(s.aspects)}")
@@ -71,36 +95,41 @@ def render_config(s: Sniffed, run_dir: str) -> str:
                  "names)" if s.source == "generic" else "  aspect_columns:   # aspect: field "
                  "with its pairwise score (negative: response1 better)")
         L += [f"    {_q(k)}: {_q(v)}" for k, v in s.aspect_columns.items()]
-    if s.scales and s.source in ("generic", "helpsteer3"):
-        L.append("  # rating scales [min, max], guessed: the smallest common scale holding the "
-                 "observed range; ratings outside are rejected (counted in rejects.jsonl)")
-        L.append("  scales:")
-        for k, v in s.scales.items():
-            seen = s.observed.get(k) or s.observed.get("rating")
-            note = f"   # observed {fmt_num(seen[0])}..{fmt_num(seen[1])}" if seen else ""
-            L.append(f"    {_q(k)}: {_qlist(v)}{note}")
-    if s.source == "helpsteer2":
-        L.append("  # preference_path: preference.jsonl.gz   # HelpSteer2's pairwise "
-                 "preferences: the pairs' hidden overall label")
-    L += ["aggregate:",
-          "  # auto: hold 30% of inputs out for evaluation only when the data has an overall "
-          "label; this data: " + ("it has one -> 30% held out" if s.overall else
-                                  "none -> every pair is in the selection pool"),
-          "  test_fraction: auto",
-          "  min_pairs_per_aspect: 8   # an aspect with fewer train pairs stops the run",
-          "# Defaults that change results: without an overall the evaluation overall is the "
-          "mean of the aspects rescaled to [0, 1];",
-          "# identical responses to one input are dropped (counted); inputs are truncated from "
-          "the LEFT (proxy.max_input_tokens).",
-          "proxy:",
-          "  backend: frozen_encoder",
-          "  encoder: minilm",
-          "select:",
-          "  method: pd",
-          "  budget: 0.3   # share of the pool's pairs kept",
-          "  compare: [pd, margin, random]   # selectors compared side by side in the report",
-          ""]
-    return "\n".join(L)
+    return L
+
+
+def _scale_lines(s: Sniffed) -> list[str]:
+    """data.scales, each with the range observed in the file."""
+    L = ["  # rating scales [min, max], guessed: the smallest common scale holding the "
+         "observed range; ratings outside are rejected (counted in rejects.jsonl)",
+         "  scales:"]
+    for k, v in s.scales.items():
+        seen = s.observed.get(k) or s.observed.get("rating")
+        note = f"   # observed {fmt_num(seen[0])}..{fmt_num(seen[1])}" if seen else ""
+        L.append(f"    {_q(k)}: {_qlist(v)}{note}")
+    return L
+
+
+def _default_lines(s: Sniffed) -> list[str]:
+    """The aggregate, proxy and select sections: defaults, with why in comments."""
+    return ["aggregate:",
+            "  # auto: hold 30% of inputs out for evaluation only when the data has an overall "
+            "label; this data: " + ("it has one -> 30% held out" if s.overall else
+                                    "none -> every pair is in the selection pool"),
+            "  test_fraction: auto",
+            "  min_pairs_per_aspect: 8   # an aspect with fewer train pairs stops the run",
+            "# Defaults that change results: without an overall the evaluation overall is the "
+            "mean of the aspects rescaled to [0, 1];",
+            "# identical responses to one input are dropped (counted); inputs are truncated from "
+            "the LEFT (proxy.max_input_tokens).",
+            "proxy:",
+            "  backend: frozen_encoder",
+            "  encoder: minilm",
+            "select:",
+            "  method: pd",
+            "  budget: 0.3   # share of the pool's pairs kept",
+            "  compare: [pd, margin, random]   # selectors compared side by side in the report",
+            ""]
 
 
 def init_config(data: str, out: str, force: bool = False) -> tuple[Path, Sniffed]:

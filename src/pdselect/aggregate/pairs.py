@@ -128,6 +128,27 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
     df = rated.df.sort_values(["input_id", "response_id"], kind="mergesort").reset_index(drop=True)
     df = _well_formed(df, rejects)
     aspects = list(rated.aspects)
+    I, J = _candidate_pairs(df, cfg, draws, rejects)
+    R = df[aspects].to_numpy(np.float64)
+    delta = R[I] - R[J]                                    # (P, K), gap of i over j
+    decided = np.abs(np.nan_to_num(delta)) > cfg.tie_tolerance
+    ids = df["response_id"].astype(str).to_numpy()
+    input_ids = df["input_id"].astype(str).to_numpy()
+    I, J, delta, decided = _drop_tied(I, J, delta, decided, ids, input_ids, rejects)
+    k = _label_pairs(rated, aspects, cfg, draws, delta, decided)
+    i_wins = delta[np.arange(len(k)), k] > 0
+    W = np.where(i_wins, I, J)                             # y_w row
+    L = np.where(i_wins, J, I)                             # y_l row
+    overall = _overall(rated, df)
+    out = _pair_frame(df, aspects, W, L, k, ids, input_ids)
+    _add_hidden(out, overall, R, W, L, aspects, cfg.tie_tolerance)
+    return out
+
+
+def _candidate_pairs(df: pd.DataFrame, cfg: AggregateConfig, draws: PairDraws,
+                     rejects: RejectLog) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (i, j) of every same-input pair of ``df`` (sorted by input), capped per
+    input by ``max_pairs_per_input``; single-response inputs are counted as rejects."""
     sizes = df.groupby("input_id", sort=False).size()
     for iid in sizes.index[sizes.to_numpy() < 2]:
         rejects.add(SINGLE_RESPONSE, field="input_id",
@@ -140,30 +161,38 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
             rejects.add(f"over max_pairs_per_input={cfg.max_pairs_per_input} (seeded sample)",
                         n=int((~keep).sum()))
         I, J = I[keep], J[keep]
-    R = df[aspects].to_numpy(np.float64)
-    delta = R[I] - R[J]                                    # (P, K), gap of i over j
-    decided = np.abs(np.nan_to_num(delta)) > cfg.tie_tolerance
+    return I, J
+
+
+def _drop_tied(I: np.ndarray, J: np.ndarray, delta: np.ndarray, decided: np.ndarray,
+               ids: np.ndarray, input_ids: np.ndarray, rejects: RejectLog):
+    """(I, J, delta, decided) without the pairs no aspect decides (each counted as a reject)."""
     tied = ~decided.any(axis=1)
-    ids = df["response_id"].astype(str).to_numpy()
-    input_ids = df["input_id"].astype(str).to_numpy()
     if tied.any():
         for p in np.flatnonzero(tied):
             rejects.add("pair tied (or unrated) on every aspect: no aspect label possible",
                         record={"input_id": input_ids[I[p]], "a": ids[I[p]], "b": ids[J[p]]})
         I, J, delta, decided = I[~tied], J[~tied], delta[~tied], decided[~tied]
+    return I, J, delta, decided
+
+
+def _label_pairs(rated: RatedTable, aspects: list[str], cfg: AggregateConfig, draws: PairDraws,
+                 delta: np.ndarray, decided: np.ndarray) -> np.ndarray:
+    """Index of each pair's labelling aspect, gaps measured in units of each aspect's scale."""
     scale = np.array([rated.scales[a][1] - rated.scales[a][0] if a in rated.scales else 1.0
                       for a in aspects], dtype=np.float64)
     if cfg.label_strategy == "balanced" and draws.counts is None:
         draws.counts = np.zeros(len(aspects), np.int64)
-    k = _assign_labels(delta, decided, np.where(scale > 0, scale, 1.0), cfg.label_strategy,
-                       draws.label, draws.counts)
-    i_wins = delta[np.arange(len(k)), k] > 0
-    W = np.where(i_wins, I, J)                             # y_w row
-    L = np.where(i_wins, J, I)                             # y_l row
-    overall = _overall(rated, df)
+    return _assign_labels(delta, decided, np.where(scale > 0, scale, 1.0), cfg.label_strategy,
+                          draws.label, draws.counts)
+
+
+def _pair_frame(df: pd.DataFrame, aspects: list[str], W: np.ndarray, L: np.ndarray,
+                k: np.ndarray, ids: np.ndarray, input_ids: np.ndarray) -> pd.DataFrame:
+    """The public pair table: winner rows ``W`` over loser rows ``L``, labelled by aspect ``k``."""
     text = df["response"].astype(str).to_numpy()
     inputs = df["input"].astype(str).to_numpy()
-    out = pd.DataFrame({
+    return pd.DataFrame({
         "pair_id": [pair_id(input_ids[w], ids[w], ids[l]) for w, l in zip(W, L)],
         "input_id": input_ids[W], "input": inputs[W],
         "chosen": text[W], "rejected": text[L],
@@ -172,13 +201,17 @@ def build_pairs(rated: RatedTable, cfg: AggregateConfig, seed: int,
         "len_chosen": np.char.str_len(text[W].astype(str)),
         "len_rejected": np.char.str_len(text[L].astype(str)),
     })
+
+
+def _add_hidden(out: pd.DataFrame, overall: np.ndarray, R: np.ndarray, W: np.ndarray,
+                L: np.ndarray, aspects: list[str], tie_tolerance: float) -> None:
+    """The evaluation-only columns: the overall gap, whether it agrees, every aspect's gap."""
     od = overall[W] - overall[L]
     out["h_overall_delta"] = od
-    out["h_agrees_overall"] = np.where(np.isnan(od) | (np.abs(od) <= cfg.tie_tolerance), np.nan,
+    out["h_agrees_overall"] = np.where(np.isnan(od) | (np.abs(od) <= tie_tolerance), np.nan,
                                        (od > 0).astype(np.float64))
     for c, a in enumerate(aspects):
         out[delta_col(a)] = R[W, c] - R[L, c]
-    return out
 
 
 def _well_formed(df: pd.DataFrame, rejects: RejectLog) -> pd.DataFrame:

@@ -145,13 +145,7 @@ def align(dataset_path: Path, cfg: AlignConfig, out_dir: Path, seed: int,
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    df = read_pairs(Path(dataset_path))
-    if cfg.loss == "dfpo":
-        _check_pd(df, Path(dataset_path))
-        K = _resolve_K(K, cfg, df)
-    else:
-        df = df.drop(columns=[c for c in ("pd",) if c in df.columns])
-        K = 1
+    df, K = _read_for_loss(Path(dataset_path), cfg, K)
     model_path = resolve_policy(cfg.policy)
     tok = AutoTokenizer.from_pretrained(model_path)
     if tok.pad_token is None:
@@ -167,16 +161,40 @@ def align(dataset_path: Path, cfg: AlignConfig, out_dir: Path, seed: int,
     result = trainer.train()
     model_dir = out_dir / "model"
     trainer.save_model(str(model_dir))
+    metrics = _train_metrics(cfg, trainer, result, model_path=model_path, model_dir=model_dir,
+                             seed=seed, K=K, n_rows=len(rows), n_cut=n_cut, t_setup=t_setup)
+    if eval_pairs is not None:
+        metrics["eval"] = _implicit_reward_eval(trainer, cfg, model_path, eval_pairs, tok)
+    metrics["wall_s"] = round(time.perf_counter() - t0, 3)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics
+
+
+def _read_for_loss(path: Path, cfg: AlignConfig, K: int | None) -> tuple[pd.DataFrame, int]:
+    """The pairs at ``path`` and K: DFPO checks ``pd`` and resolves K; DPO drops ``pd``, K=1."""
+    df = read_pairs(path)
+    if cfg.loss == "dfpo":
+        _check_pd(df, path)
+        K = _resolve_K(K, cfg, df)
+    else:
+        df = df.drop(columns=[c for c in ("pd",) if c in df.columns])
+        K = 1
+    return df, K
+
+
+def _train_metrics(cfg: AlignConfig, trainer, result, *, model_path: str, model_dir: Path,
+                   seed: int, K: int, n_rows: int, n_cut: int, t_setup: float) -> dict[str, Any]:
+    """metrics.json's training part: the run's settings, sizes, loss curve and timings."""
     hist = trainer.state.log_history
     steps = trainer.state.global_step
     runtime = float(result.metrics.get("train_runtime", float("nan")))
-    metrics: dict[str, Any] = {
+    return {
         "loss_type": cfg.loss, "K": K, "beta": cfg.beta, "beta_trl": trainer.beta,
         "lora": cfg.lora, "policy": model_path, "model_dir": str(model_dir), "seed": seed,
         "n_train": len(trainer.train_dataset), "n_prompts_truncated": n_cut,
         # TRL drops pairs whose prompt alone fills max_length (only possible for multi-turn
         # prompts whose earlier turns are too long: only the last turn is cut)
-        "n_dropped_too_long": len(rows) - len(trainer.train_dataset),
+        "n_dropped_too_long": n_rows - len(trainer.train_dataset),
         "steps": steps, "train_loss": result.training_loss,
         "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in hist if "loss" in h],
         "setup_s": round(t_setup, 3), "train_runtime_s": runtime,
@@ -186,14 +204,15 @@ def align(dataset_path: Path, cfg: AlignConfig, out_dir: Path, seed: int,
                  if cfg.loss == "dfpo" else ""),
         "log_history": hist,
     }
-    if eval_pairs is not None:
-        from .implicit_reward import implicit_reward_accuracy
 
-        trainer.model.eval()
-        # LoRA: the reference is the base with adapters disabled; full FT: reload the start.
-        ref = None if cfg.lora else model_path
-        metrics["eval"] = implicit_reward_accuracy(trainer.model, ref, eval_pairs, cfg.beta,
-                                                   cfg.max_length, tokenizer=tok)
-    metrics["wall_s"] = round(time.perf_counter() - t0, 3)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    return metrics
+
+def _implicit_reward_eval(trainer, cfg: AlignConfig, model_path: str, eval_pairs: pd.DataFrame,
+                          tok) -> dict:
+    """The trained policy's DPO implicit-reward accuracy on the held-out ``eval_pairs``."""
+    from .implicit_reward import implicit_reward_accuracy
+
+    trainer.model.eval()
+    # LoRA: the reference is the base with adapters disabled; full FT: reload the start.
+    ref = None if cfg.lora else model_path
+    return implicit_reward_accuracy(trainer.model, ref, eval_pairs, cfg.beta,
+                                    cfg.max_length, tokenizer=tok)

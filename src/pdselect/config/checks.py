@@ -25,6 +25,31 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
 
 
 def _validate_values(cfg) -> None:
+    """Every value check, in a fixed order: the first failure is the one reported."""
+    _validate_ranges(cfg)
+    _validate_signs(cfg)
+    _validate_compare(cfg)
+    _validate_data_path(cfg)
+    _validate_mqm_weights(cfg)
+    _validate_experiment(cfg.experiment)
+    if cfg.data.max_rows is not None and cfg.data.max_rows < 1:
+        raise ConfigError("data.max_rows", f"{cfg.data.max_rows!r} must be >= 1 or null.",
+                          "use null to read every record, or a positive count.")
+    _validate_seeds(cfg)
+    _validate_sizes(cfg)
+    _validate_lists(cfg)
+    _validate_aspect_names(cfg)
+    _validate_run_dir(cfg.run_dir)
+    if cfg.select.method == "margin" and not cfg.score.margin_model:
+        raise ConfigError("select.method", "'margin' needs the unified margin model, and "
+                          "score.margin_model is false.",
+                          "set score.margin_model=true, or choose another selector.")
+    _validate_device("proxy.device", cfg.proxy.device, allow_auto=False, probe=False)
+    _validate_device("align.device", cfg.align.device, allow_auto=True, probe=False)
+
+
+def _validate_ranges(cfg) -> None:
+    """Every :data:`_RANGES` key that is set (not None / "auto") lies in its interval."""
     for key, (lo, hi, lo_inc) in _RANGES.items():
         section, name = key.split(".")
         v = getattr(getattr(cfg, section), name)
@@ -35,6 +60,10 @@ def _validate_values(cfg) -> None:
             lb = "[" if lo_inc else "("
             raise ConfigError(key, f"{v!r} is out of range {lb}{lo}, {hi}].",
                               f"set {key} to a value in that range.")
+
+
+def _validate_signs(cfg) -> None:
+    """Penalties and tolerances >= 0; tau, epochs, counts and scales > 0; budget_count >= 1."""
     for key in ("proxy.rho", "proxy.l2", "aggregate.tie_tolerance"):
         section, name = key.split(".")
         v = getattr(getattr(cfg, section), name)
@@ -53,11 +82,18 @@ def _validate_values(cfg) -> None:
     if bc is not None and bc < 1:
         raise ConfigError("select.budget_count", f"{bc!r} must be >= 1 or null.",
                           "use select.budget for a fraction, or a positive count.")
+
+
+def _validate_compare(cfg) -> None:
     from ..select.selectors import SELECTORS  # local import: select imports nothing from config
     for m in cfg.select.compare:
         if m not in SELECTORS:
             raise ConfigError("select.compare", f"unknown selector {m!r}.",
                               f"choose from {sorted(SELECTORS)}" + _hint(m, SELECTORS))
+
+
+def _validate_data_path(cfg) -> None:
+    """Sources without a bundled copy need data.path."""
     if cfg.data.source == "generic" and "response" not in cfg.data.columns and not cfg.data.path:
         raise ConfigError("data.path", "the generic source needs a path.",
                           "set data.path to your JSON/JSONL/Parquet file.")
@@ -69,25 +105,13 @@ def _validate_values(cfg) -> None:
                            "pairs") and not cfg.data.path:
         raise ConfigError("data.path", f"source {cfg.data.source!r} has no bundled copy.",
                           "set data.path to a local file or a Hugging Face dataset id.")
+
+
+def _validate_mqm_weights(cfg) -> None:
     for k, w in cfg.data.mqm_weights.items():
         if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w < math.inf:
             raise ConfigError(f"data.mqm_weights.{k}", f"{w!r} is not a weight >= 0.",
                               "give each severity a finite number >= 0 (e.g. Major: 5).")
-    _validate_experiment(cfg.experiment)
-    if cfg.data.max_rows is not None and cfg.data.max_rows < 1:
-        raise ConfigError("data.max_rows", f"{cfg.data.max_rows!r} must be >= 1 or null.",
-                          "use null to read every record, or a positive count.")
-    _validate_seeds(cfg)
-    _validate_sizes(cfg)
-    _validate_lists(cfg)
-    _validate_aspect_names(cfg)
-    _validate_run_dir(cfg.run_dir)
-    if cfg.select.method == "margin" and not cfg.score.margin_model:
-        raise ConfigError("select.method", "'margin' needs the unified margin model, and "
-                          "score.margin_model is false.",
-                          "set score.margin_model=true, or choose another selector.")
-    _validate_device("proxy.device", cfg.proxy.device, allow_auto=False, probe=False)
-    _validate_device("align.device", cfg.align.device, allow_auto=True, probe=False)
 
 
 def check_devices(cfg) -> None:

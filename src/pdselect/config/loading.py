@@ -23,51 +23,76 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        errors = []
-        for tp_ in inner:  # e.g. Union[float, Literal["auto"]]: the first type that fits
-            try:
-                return _coerce(key, tp_, value)
-            except ConfigError as e:
-                errors.append(e)
-        raise ConfigError(key, errors[0].problem, " Or: ".join(e.fix for e in errors if e.fix))
+        return _coerce_union(key, args, value)
     if origin is Literal:
         if value not in args:
             raise ConfigError(key, f"{value!r} is not allowed.",
                               f"choose one of {list(args)}" + _hint(str(value), map(str, args)))
         return value
     if origin is list:
-        if value is None:  # `key=null` on the command line empties a list
-            return []
-        if not isinstance(value, list):
-            raise ConfigError(key, f"{value!r} is not a list.", "write a YAML list, e.g. [a, b].")
-        return [_coerce(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
+        return _coerce_list(key, args, value)
     if origin is dict:
-        if value is None:  # `data.columns=null` unsets the whole mapping
-            return {}
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"{value!r} is not a mapping.", "write a YAML mapping.")
-        # `data.columns.input=null` unsets one entry (a value no mapping can hold)
-        return {str(k): _coerce(f"{key}.{k}", args[1], v) for k, v in value.items()
-                if v is not None}
+        return _coerce_dict(key, args, value)
     if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"{value!r} is not a number.", "write a number, e.g. 0.3.")
+        return _coerce_float(key, value)
+    return _coerce_scalar(key, tp, value)
+
+
+def _coerce_union(key: str, args: tuple, value: Any) -> Any:
+    """None where the union allows it, else the first member type that accepts ``value``."""
+    if value is None and type(None) in args:
+        return None
+    inner = [a for a in args if a is not type(None)]
+    errors = []
+    for tp_ in inner:  # e.g. Union[float, Literal["auto"]]: the first type that fits
+        try:
+            return _coerce(key, tp_, value)
+        except ConfigError as e:
+            errors.append(e)
+    raise ConfigError(key, errors[0].problem, " Or: ".join(e.fix for e in errors if e.fix))
+
+
+def _coerce_list(key: str, args: tuple, value: Any) -> list:
+    """``list[args[0]]``: each item coerced; None is the empty list."""
+    if value is None:  # `key=null` on the command line empties a list
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(key, f"{value!r} is not a list.", "write a YAML list, e.g. [a, b].")
+    return [_coerce(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
+
+
+def _coerce_dict(key: str, args: tuple, value: Any) -> dict:
+    """``dict[str, args[1]]``: each value coerced; None is the empty mapping."""
+    if value is None:  # `data.columns=null` unsets the whole mapping
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"{value!r} is not a mapping.", "write a YAML mapping.")
+    # `data.columns.input=null` unsets one entry (a value no mapping can hold)
+    return {str(k): _coerce(f"{key}.{k}", args[1], v) for k, v in value.items()
+            if v is not None}
+
+
+def _coerce_float(key: str, value: Any) -> float:
+    """A finite float from a number (or a numeric string); bools are refused."""
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
         try:
             value = float(value)
-        except OverflowError:  # an integer too large for a float
-            value = math.inf
-        if not math.isfinite(value):
-            raise ConfigError(key, f"{value!r} is not a finite number (NaN and infinity are "
-                                   "not allowed).", "write a finite number, e.g. 0.3.")
-        return value
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"{value!r} is not a number.", "write a number, e.g. 0.3.")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer too large for a float
+        value = math.inf
+    if not math.isfinite(value):
+        raise ConfigError(key, f"{value!r} is not a finite number (NaN and infinity are "
+                               "not allowed).", "write a finite number, e.g. 0.3.")
+    return value
+
+
+def _coerce_scalar(key: str, tp: Any, value: Any) -> Any:
+    """int, bool and str checked strictly (a bool is no int); any other annotation as given."""
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"{value!r} is not an integer.", "write a whole number.")

@@ -299,24 +299,47 @@ def _generic(s: Sniffed) -> None:
     cols = list(s.columns.values())
     texts = [c for c in cols if c.kind in ("text", "chat")]
     numeric = [c for c in cols if c.kind == "numeric"]
+    ids = _id_columns(cols, numeric)
+    overall_like = [c for c in numeric if "overall" in c.name.lower()]
+    ratings = [c for c in numeric if c.name not in ids and c not in overall_like]
+    long_aspect = _long_aspect_column(texts, ratings)
+    rating = None if long_aspect is None else _long_rating(numeric, ids)
+    # long needs a rating column too; the aspect column stays out of the texts either way
+    shape = "long" if rating is not None else "wide"
+    s.shape = shape
+    inp, resp = _input_response(s, cols, [c for c in texts if c is not long_aspect])
+    s.mapping = {"input": inp.name, "response": resp.name}
+    s.notes.append(f"input = {inp.name!r}, response = {resp.name!r}"
+                   + (" (guessed from how often values repeat)"
+                      if inp.name.lower() not in INPUT_NAMES or resp.name.lower()
+                      not in RESPONSE_NAMES else ""))
+    _map_ids(s, cols, ids, shape)
+    overall = _map_overall(s, numeric, ids, rating)
+    if shape == "long":
+        _long(s, long_aspect, rating, ids)
+    else:
+        _wide(s, numeric, ids, overall)
+
+
+def _id_columns(cols: list[Column], numeric: list[Column]) -> set[str]:
+    """Names of the id columns: named like ids, or integers unique per sampled record."""
     ids = {c.name for c in cols if ID_PATTERN.search(c.name)
            or c.name.lower() in INPUT_ID_NAMES + RESPONSE_ID_NAMES}
     # an integer column unique per record over a real sample is a row id, not a rating
     ids |= {c.name for c in numeric if c.integer and c.present >= 20 and not c.capped
             and len(c.values) == sum(c.values.values())}
-    overall_like = [c for c in numeric if "overall" in c.name.lower()]
-    ratings = [c for c in numeric if c.name not in ids and c not in overall_like]
-    long_aspect = _long_aspect_column(texts, ratings)
-    shape = "long" if long_aspect is not None else "wide"
-    rating = None
-    if long_aspect is not None:
-        rating = _pick([c for c in numeric if c.name not in ids], RATING_NAMES) or next(
-            iter([c for c in numeric if c.name not in ids and "overall" not in c.name.lower()]),
-            None)
-        if rating is None:
-            shape = "wide"
-    s.shape = shape
-    free = [c for c in texts if c is not long_aspect]
+    return ids
+
+
+def _long_rating(numeric: list[Column], ids: set[str]) -> Column | None:
+    """The long shape's rating column: named like one, else the first non-id, non-overall."""
+    return _pick([c for c in numeric if c.name not in ids], RATING_NAMES) or next(
+        iter([c for c in numeric if c.name not in ids and "overall" not in c.name.lower()]),
+        None)
+
+
+def _input_response(s: Sniffed, cols: list[Column], free: list[Column]) -> tuple[Column, Column]:
+    """The input and response columns among the ``free`` texts: by name, else by repeats."""
     inp = _pick(free, INPUT_NAMES)
     resp = _pick([c for c in free if c is not inp], RESPONSE_NAMES)
     # else by repeats: a response is (nearly) unique, an input repeats once per response;
@@ -335,17 +358,22 @@ def _generic(s: Sniffed) -> None:
                          expected="two text columns: the input (prompt) and the response",
                          fix="rename them input and response, or write data.columns: {input: "
                          "<col>, response: <col>} in a config (source generic)")
-    s.mapping = {"input": inp.name, "response": resp.name}
-    s.notes.append(f"input = {inp.name!r}, response = {resp.name!r}"
-                   + (" (guessed from how often values repeat)"
-                      if inp.name.lower() not in INPUT_NAMES or resp.name.lower()
-                      not in RESPONSE_NAMES else ""))
+    return inp, resp
+
+
+def _map_ids(s: Sniffed, cols: list[Column], ids: set[str], shape: str) -> None:
+    """Map the input id column, and the response id column in the long shape."""
     iid = _pick([c for c in cols if c.name in ids], INPUT_ID_NAMES)
     if iid is not None:
         s.mapping["input_id"] = iid.name
     rid = _pick([c for c in cols if c.name in ids], RESPONSE_ID_NAMES)
     if rid is not None and shape == "long":
         s.mapping["response_id"] = rid.name
+
+
+def _map_overall(s: Sniffed, numeric: list[Column], ids: set[str],
+                 rating: Column | None) -> Column | None:
+    """The overall column (named like it, not an id, not the rating), mapped with its scale."""
     overall = next((c for c in numeric if "overall" in c.name.lower() and c.name not in ids
                     and c is not rating), None)
     if overall is not None:
@@ -353,10 +381,7 @@ def _generic(s: Sniffed) -> None:
         s.overall = True
         s.observed["overall"] = (overall.lo, overall.hi)
         s.scales["overall"] = guess_scale(overall.lo, overall.hi)
-    if shape == "long":
-        _long(s, long_aspect, rating, ids)
-    else:
-        _wide(s, numeric, ids, overall)
+    return overall
 
 
 def _long_aspect_column(texts: list[Column], ratings: list[Column]) -> Column | None:

@@ -222,6 +222,7 @@ def _summary(r: dict, cfg) -> str:
 
 
 def render_html(r: dict, cfg, figures: dict[str, Path] | None = None) -> str:
+    """The page for the report dict ``r``, one helper per section; ``figures``: PNGs by key."""
     figures = figures or {}
     s = r["selection"]
     aspects = list(r["aggregate"]["aspects"])
@@ -230,31 +231,52 @@ def render_html(r: dict, cfg, figures: dict[str, Path] | None = None) -> str:
          f"<style>{CSS}</style></head><body>",
          f"<h1>pdselect report: {esc(r['source'])}</h1>",
          '<section id="summary"><h2>Summary</h2>', _summary(r, cfg), "</section>"]
+    P += _warnings_section(r)
+    P += _proxies_section(r)
+    P += _pd_section(figures)
+    P += _conflict_section(r, figures)
+    P += _length_section(s, figures)
+    P += _coverage_section(s)
+    P += _comparison_section(s)
+    P += _examples_sections(s, aspects)
+    P.append("</body></html>")
+    return "\n".join(P)
+
+
+def _warnings_section(r: dict) -> list[str]:
     warns = r.get("warnings", [])
-    P.append('<section id="warnings"><h2>Warnings</h2>')
-    P.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in warns) + "</ul>"
-             if warns else '<p class="ok">No warnings.</p>')
-    P.append("</section>")
-    # proxies
+    return ['<section id="warnings"><h2>Warnings</h2>',
+            '<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in warns) + "</ul>"
+            if warns else '<p class="ok">No warnings.</p>',
+            "</section>"]
+
+
+def _proxies_section(r: dict) -> list[str]:
+    """Each aspect proxy's held-out accuracy with its 95% interval."""
     ci = r.get("proxy_ci95", {})
     rows = [[a, m.get("n_train"), m.get("n_val"), m.get("val_accuracy"),
              f"{num(ci.get(a, [None])[0])}\u2013{num(ci.get(a, [None, None])[1])}",
              m.get("length_corr_before"), m.get("length_corr_after")]
             for a, m in r["proxy"].get("aspects", {}).items()]
-    P += ['<section id="proxies"><h2>Proxy reward models</h2>',
-          _table(["aspect", "train pairs", "held-out pairs", "held-out accuracy", "95% CI",
-                  "reward-length r (rho=0)", "reward-length r (debiased)"], rows),
-          '<p class="note">A proxy whose interval is not above 0.5 adds noise to PD.</p>',
-          "</section>"]
-    # PD
-    P += ['<section id="pd"><h2>Preference divergence</h2>',
-          '<p class="note">PD = &minus;(sum of the other aspects\' normalised gaps): negative '
-          "when the other aspects agree with the pair's label. The PD selector keeps the most "
-          "negative.</p>", _img(figures.get("pd_histogram"), "PD histogram"), "</section>"]
-    # conflict matrices
-    P.append('<section id="conflict"><h2>Aspect &times; aspect conflict</h2>'
-             '<p class="note">Row k, column k\u2032: among pairs labelled by aspect k, the share '
-             "that aspect k\u2032 rates the other way.</p>")
+    return ['<section id="proxies"><h2>Proxy reward models</h2>',
+            _table(["aspect", "train pairs", "held-out pairs", "held-out accuracy", "95% CI",
+                    "reward-length r (rho=0)", "reward-length r (debiased)"], rows),
+            '<p class="note">A proxy whose interval is not above 0.5 adds noise to PD.</p>',
+            "</section>"]
+
+
+def _pd_section(figures: dict) -> list[str]:
+    return ['<section id="pd"><h2>Preference divergence</h2>',
+            '<p class="note">PD = &minus;(sum of the other aspects\' normalised gaps): negative '
+            "when the other aspects agree with the pair's label. The PD selector keeps the most "
+            "negative.</p>", _img(figures.get("pd_histogram"), "PD histogram"), "</section>"]
+
+
+def _conflict_section(r: dict, figures: dict) -> list[str]:
+    """The conflict matrices (figure and tinted table), from the proxies and the true ratings."""
+    P = ['<section id="conflict"><h2>Aspect &times; aspect conflict</h2>'
+         '<p class="note">Row k, column k\u2032: among pairs labelled by aspect k, the share '
+         "that aspect k\u2032 rates the other way.</p>"]
     for key, what in (("proxy", "estimated from the proxies' reward gaps"),
                       ("true", "from the true ratings (evaluation only)")):
         m = r["conflict_matrix"].get(key)
@@ -264,41 +286,52 @@ def render_html(r: dict, cfg, figures: dict[str, Path] | None = None) -> str:
                   "</div></div>"]
     if not r["conflict_matrix"].get("true"):
         P.append('<p class="note">No true per-aspect ratings: only the proxies\' estimate.</p>')
-    P.append("</section>")
-    # length
+    return P + ["</section>"]
+
+
+def _length_section(s: dict, figures: dict) -> list[str]:
     lb, la = s["length_before"], s["length_after"]
-    P.append('<section id="length"><h2>Length shift (pool vs kept)</h2>')
+    P = ['<section id="length"><h2>Length shift (pool vs kept)</h2>']
     if lb and la:
         P.append(_table(["", "pairs", "share chosen longer", "mean len chosen",
                          "mean len rejected"],
                         [[g, d.get("n"), d["share_chosen_longer"], d["mean_len_chosen"],
                           d["mean_len_rejected"]] for g, d in (("pool", lb), ("kept", la))]))
         P.append(_img(figures.get("length_shift"), "length shift"))
-    P.append("</section>")
-    # coverage
+    return P + ["</section>"]
+
+
+def _coverage_section(s: dict) -> list[str]:
     cov = sorted(set(s["coverage_before"]) | set(s["coverage_after"]))
-    P += ['<section id="coverage"><h2>Per-aspect coverage</h2>',
-          _table(["aspect", "pool", "kept", "share kept"],
-                 [[a, s["coverage_before"].get(a, 0), s["coverage_after"].get(a, 0),
-                   s["coverage_after"].get(a, 0) / max(1, s["coverage_before"].get(a, 0))]
-                  for a in cov]), "</section>"]
-    if "comparison" in s:
-        c = s["comparison"]
-        P += ['<section id="comparison"><h2>Against the hidden overall preference</h2>',
-              f'<p class="note">Pool: {num(c["pool"]["n_pairs"])} pairs, conflict rate '
-              f'{num(c["pool"]["conflict_rate"])}. AUC: how well the selector\'s keep-score '
-              "separates pairs agreeing with the overall preference.</p>",
-              _table(["selector", "conflict AUC", "kept", "conflict rate of kept"],
-                     [[m, v.get("auc"), v["n_selected"], v["conflict_rate"]]
-                      for m, v in c.items() if m != "pool"]), "</section>"]
+    return ['<section id="coverage"><h2>Per-aspect coverage</h2>',
+            _table(["aspect", "pool", "kept", "share kept"],
+                   [[a, s["coverage_before"].get(a, 0), s["coverage_after"].get(a, 0),
+                     s["coverage_after"].get(a, 0) / max(1, s["coverage_before"].get(a, 0))]
+                    for a in cov]), "</section>"]
+
+
+def _comparison_section(s: dict) -> list[str]:
+    """The selectors against the hidden overall preference; nothing when it is unknown."""
+    if "comparison" not in s:
+        return []
+    c = s["comparison"]
+    return ['<section id="comparison"><h2>Against the hidden overall preference</h2>',
+            f'<p class="note">Pool: {num(c["pool"]["n_pairs"])} pairs, conflict rate '
+            f'{num(c["pool"]["conflict_rate"])}. AUC: how well the selector\'s keep-score '
+            "separates pairs agreeing with the overall preference.</p>",
+            _table(["selector", "conflict AUC", "kept", "conflict rate of kept"],
+                   [[m, v.get("auc"), v["n_selected"], v["conflict_rate"]]
+                    for m, v in c.items() if m != "pool"]), "</section>"]
+
+
+def _examples_sections(s: dict, aspects: list[str]) -> list[str]:
+    """The top kept and the top dropped pairs, texts and per-aspect gaps."""
     ex = s.get("examples", {})
-    P += ['<section id="kept"><h2>Top kept pairs</h2>',
-          '<p class="note">First in the selector\'s order. &Delta;n: each aspect\'s normalised '
-          "proxy gap (chosen minus rejected, in [&minus;1, 1]); the framed cell is the pair's "
-          "label aspect. Green: that aspect prefers the chosen response.</p>",
-          _pairs(ex.get("kept", []), aspects, "kept"), "</section>",
-          '<section id="dropped"><h2>Top dropped pairs</h2>',
-          '<p class="note">Last in the selector\'s order (for PD: the most conflicting).</p>',
-          _pairs(ex.get("dropped", []), aspects, "dropped"), "</section>",
-          "</body></html>"]
-    return "\n".join(P)
+    return ['<section id="kept"><h2>Top kept pairs</h2>',
+            '<p class="note">First in the selector\'s order. &Delta;n: each aspect\'s normalised '
+            "proxy gap (chosen minus rejected, in [&minus;1, 1]); the framed cell is the pair's "
+            "label aspect. Green: that aspect prefers the chosen response.</p>",
+            _pairs(ex.get("kept", []), aspects, "kept"), "</section>",
+            '<section id="dropped"><h2>Top dropped pairs</h2>',
+            '<p class="note">Last in the selector\'s order (for PD: the most conflicting).</p>',
+            _pairs(ex.get("dropped", []), aspects, "dropped"), "</section>"]

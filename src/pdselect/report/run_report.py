@@ -241,6 +241,22 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def render_markdown(r: dict, cfg: RunConfig) -> str:
+    """report.md: the ``report`` dict of :func:`build_report`, one helper per section."""
+    L = _md_summary(r, cfg)
+    L += _md_warnings(r)
+    L += _md_counts(r)
+    L += _md_drops(r)
+    L += _md_proxies(r)
+    L += _md_conflict(r)
+    s = r["selection"]
+    L += _md_selection(s)
+    L += _md_comparison(s)
+    L += _md_stage_times(r)
+    return "\n".join(L)
+
+
+def _md_summary(r: dict, cfg: RunConfig) -> list[str]:
+    """Title, run line, PD cut-off, the TRL dataset folder and the hold-out line."""
     L = [f"# pdselect report: {md_escape(r['source'])}", "",
          f"Run {md_escape(r['run_dir'])}, seed {r['seed']}, selector "
          f"**{md_escape(cfg.select.method)}**, budget "
@@ -256,10 +272,17 @@ def render_markdown(r: dict, cfg: RunConfig) -> str:
               f"{md_escape(s['dataset'])} (`load_dataset` on the folder; every pool pair with "
               "its gaps, PD, rank and kept flag: select/inspect.parquet; figures: report.html).",
               ""]
-    L += [_holdout_line(r), ""]
-    L += ["## Warnings", ""]
+    return L + [_holdout_line(r), ""]
+
+
+def _md_warnings(r: dict) -> list[str]:
+    L = ["## Warnings", ""]
     L += [f"- {md_escape(w)}" for w in r.get("warnings", [])] or ["None."]
-    L += ["", "## Counts per stage", ""]
+    return L + [""]
+
+
+def _md_counts(r: dict) -> list[str]:
+    """What each stage kept and dropped, one row per stage."""
     ing, agg = r["ingest"], r["aggregate"]
     dropped, ratings = split_ingest_rejects(ing["rejects"])
     what = "responses" if ing["kind"] == "rated" else "pairs"
@@ -269,34 +292,50 @@ def render_markdown(r: dict, cfg: RunConfig) -> str:
              f"{sum(agg['rejects'].values())} pairs dropped"],
             ["select", r["selection"]["n_selected"], f"of {r['selection']['n_pool']} train pairs",
              f"{r['selection']['n_pool'] - r['selection']['n_selected']} pairs not selected"]]
-    L += _table(["stage", "kept", "what", "dropped or rejected"], rows)
-    def kind(st: str, reason: str) -> str:
-        if st == "aggregate":
-            return "pair dropped"
-        if reason.startswith(_RATING_REASON_PREFIX):
-            return "rating rejected (response kept)"
-        return "record dropped" if ing["kind"] == "pairs" else "response dropped"
+    return ["## Counts per stage", ""] + _table(["stage", "kept", "what", "dropped or rejected"],
+                                                rows)
 
-    drops = [[st, kind(st, reason), reason, n]
+
+def _reject_kind(stage: str, reason: str, ingest_kind: str) -> str:
+    """What a reject reason of ``stage`` removed: a pair, a rating, a record or a response."""
+    if stage == "aggregate":
+        return "pair dropped"
+    if reason.startswith(_RATING_REASON_PREFIX):
+        return "rating rejected (response kept)"
+    return "record dropped" if ingest_kind == "pairs" else "response dropped"
+
+
+def _md_drops(r: dict) -> list[str]:
+    """Ingest's and aggregate's reject counts by reason; nothing when there are none."""
+    drops = [[st, _reject_kind(st, reason, r["ingest"]["kind"]), reason, n]
              for st in ("ingest", "aggregate") for reason, n in r[st]["rejects"].items()]
-    if drops:
-        L += ["Dropped or set aside, by reason (details in each stage's rejects.jsonl):", ""]
-        L += _table(["stage", "what", "reason", "count"], drops)
-    L += ["## Proxy reward models", ""]
-    rows = []
+    if not drops:
+        return []
+    return (["Dropped or set aside, by reason (details in each stage's rejects.jsonl):", ""]
+            + _table(["stage", "what", "reason", "count"], drops))
+
+
+def _md_proxy_row(name: str, m: dict, interval_of) -> list:
+    return [name, m.get("n_train"), m.get("n_val"), m.get("val_accuracy"),
+            _ci(interval_of(m)), m.get("length_corr_before"), m.get("length_corr_after")]
+
+
+def _md_proxies(r: dict) -> list[str]:
+    """Each aspect proxy's held-out accuracy (and the unified margin model's, when trained)."""
     from ..reward.diagnostics import interval_of
 
-    for a, m in r["proxy"]["aspects"].items():
-        rows.append([a, m.get("n_train"), m.get("n_val"), m.get("val_accuracy"),
-                     _ci(interval_of(m)), m.get("length_corr_before"),
-                     m.get("length_corr_after")])
+    rows = [_md_proxy_row(a, m, interval_of) for a, m in r["proxy"]["aspects"].items()]
     if "unified" in r["proxy"]:
         m = next(iter(r["proxy"]["unified"].values()))
-        rows.append(["(unified, margin baseline)", m.get("n_train"), m.get("n_val"),
-                     m.get("val_accuracy"), _ci(interval_of(m)), m.get("length_corr_before"),
-                     m.get("length_corr_after")])
-    L += _table(["aspect", "train pairs", "val pairs", "held-out accuracy", "95% CI",
-                 "reward-length r (rho=0)", "reward-length r (debiased)"], rows)
+        rows.append(_md_proxy_row("(unified, margin baseline)", m, interval_of))
+    return ["## Proxy reward models", ""] + _table(
+        ["aspect", "train pairs", "val pairs", "held-out accuracy", "95% CI",
+         "reward-length r (rho=0)", "reward-length r (debiased)"], rows)
+
+
+def _md_conflict(r: dict) -> list[str]:
+    """The aspect conflict matrices, from the proxies and from the true ratings when known."""
+    L = []
     for key, what in (("proxy", "the proxies' reward gaps"), ("true", "the true ratings")):
         m = r.get("conflict_matrix", {}).get(key)
         if m:
@@ -305,7 +344,12 @@ def render_markdown(r: dict, cfg: RunConfig) -> str:
                   "aspect that the column's aspect rates the other way.", ""]
             L += _table(["label aspect (row) / other aspect", *[md_escape(a) for a in names]],
                         [[a, *[m[a][b] for b in names]] for a in names])
-    L += ["## Selection", "", "Per-aspect coverage:", ""]
+    return L
+
+
+def _md_selection(s: dict) -> list[str]:
+    """Per-aspect coverage and the length statistics, pool vs selected."""
+    L = ["## Selection", "", "Per-aspect coverage:", ""]
     aspects = sorted(set(s["coverage_before"]) | set(s["coverage_after"]))
     L += _table(["aspect", "pool", "selected", "share kept"],
                 [[a, s["coverage_before"].get(a, 0), s["coverage_after"].get(a, 0),
@@ -319,17 +363,24 @@ def render_markdown(r: dict, cfg: RunConfig) -> str:
                       lb["share_chosen_longer"]],
                      ["selected", la["mean_len_chosen"], la["mean_len_rejected"],
                       la["share_chosen_longer"]]])
-    if "comparison" in s:
-        c = s["comparison"]
-        L += ["## Against the hidden overall preference (evaluation only)", "",
-              f"Pool: {c['pool']['n_pairs']} train pairs, {c['pool']['n_with_overall']} with an "
-              f"overall preference, conflict rate {_fmt(c['pool']['conflict_rate'])}. "
-              "AUC = ROC-AUC of the selector's keep-score for 'agrees with overall' "
-              "(for PD the keep-score is -PD); conflict rate of the kept subset.", ""]
-        rows = [[m, v.get("auc"), v["n_selected"], v["conflict_rate"]]
-                for m, v in c.items() if m != "pool"]
-        L += _table(["selector", "conflict AUC", "kept", "conflict rate of kept"], rows)
-    L += ["## Stage times", ""]
-    L += _table(["stage", "seconds"], [[k, v["wall_seconds"]]
-                                       for k, v in r["manifest"]["stages"].items()])
-    return "\n".join(L)
+    return L
+
+
+def _md_comparison(s: dict) -> list[str]:
+    """The selectors against the hidden overall preference; nothing when it is unknown."""
+    if "comparison" not in s:
+        return []
+    c = s["comparison"]
+    L = ["## Against the hidden overall preference (evaluation only)", "",
+         f"Pool: {c['pool']['n_pairs']} train pairs, {c['pool']['n_with_overall']} with an "
+         f"overall preference, conflict rate {_fmt(c['pool']['conflict_rate'])}. "
+         "AUC = ROC-AUC of the selector's keep-score for 'agrees with overall' "
+         "(for PD the keep-score is -PD); conflict rate of the kept subset.", ""]
+    rows = [[m, v.get("auc"), v["n_selected"], v["conflict_rate"]]
+            for m, v in c.items() if m != "pool"]
+    return L + _table(["selector", "conflict AUC", "kept", "conflict rate of kept"], rows)
+
+
+def _md_stage_times(r: dict) -> list[str]:
+    return ["## Stage times", ""] + _table(["stage", "seconds"], [
+        [k, v["wall_seconds"]] for k, v in r["manifest"]["stages"].items()])

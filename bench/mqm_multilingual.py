@@ -14,6 +14,8 @@ Features of a translation t of source s (feature sets, ``--features``):
   adequacy+t  adequacy + USE(t)                                   (514, L2-regularised)
 
     python bench/mqm_multilingual.py --pair zhen --seeds 0 1 2 3 4 --out docs/results/mqm_multilingual_zhen.json
+    python bench/mqm_multilingual.py --pair zhen --references drop --features adequacy \
+        --out docs/results/mqm_multilingual_zhen_norefs.json   # machine translations only
 
 Metrics (train pairs of each seed): proxy held-out accuracy per aspect (out of fold), ROC-AUC
 of -PD and of +margin for "the pair agrees with the hidden overall MQM preference".
@@ -57,6 +59,7 @@ def embed(texts: list[str], cache: Path) -> np.ndarray:
 
 
 def response_features(df: pd.DataFrame, cache_dir: Path, pair: str) -> dict[str, np.ndarray]:
+    """``pair`` names the cache files: the rows differ with the references kept or dropped."""
     S = embed(df["input"].tolist(), cache_dir / f"{pair}_src.npy")
     T = embed(df["response"].tolist(), cache_dir / f"{pair}_tgt.npy")
     cos = (S * T).sum(1, keepdims=True)
@@ -124,7 +127,7 @@ def one_seed(pair: str, seed: int, conflict, feats: dict, df, got, cfg, l2: dict
                         for k in range(len(aspects))])
         w = np.maximum(0.0, 2 * acc - 1)  # score.weighting=reliability (diagnostics.py)
         pd_rel = pd_from_gaps(gaps, label, cfg.score.gamma, w if w.any() else None)[0]
-        out.append({"pair": pair, "seed": seed, "conflict": conflict, "features": name,
+        out.append({"pair": pair, "references": cfg.data.mqm_references, "seed": seed, "conflict": conflict, "features": name,
                     "n_train": len(train), "pool_conflict": float(np.nanmean(1 - y)),
                     "proxy_acc": {a: round(float(hits[label == k].mean()), 4)
                                   for k, a in enumerate(aspects) if (label == k).any()},
@@ -136,6 +139,26 @@ def one_seed(pair: str, seed: int, conflict, feats: dict, df, got, cfg, l2: dict
     return out
 
 
+def summarise(rows: list[dict]) -> str:
+    """Mean ± std over seeds per (features, conflict), and the paired per-seed differences
+    PD(reliability) - margin and PD - margin: the table docs/RESULTS.md quotes."""
+    df = pd.DataFrame(rows)
+    df["conflict"] = df["conflict"].fillna(-1)
+    lines = ["| features | conflict | seeds | proxy acc (accuracy / fluency) | PD | PD (reliability) "
+             "| margin | PD(rel) - margin | PD - margin |", "|" + "---|" * 9]
+    for (feat, c), g in df.groupby(["features", "conflict"], sort=True):
+        acc = pd.DataFrame(list(g["proxy_acc"]))
+
+        def ms(x):
+            return f"{np.mean(x):.3f} ± {np.std(x, ddof=1) if len(x) > 1 else 0:.3f}"
+        lines.append(f"| {feat} | {'natural' if c < 0 else f'{c:.0%}'} | {len(g)} | "
+                     f"{acc['accuracy'].mean():.3f} / {acc['fluency'].mean():.3f} | "
+                     f"{ms(g['auc_pd'])} | {ms(g['auc_pd_reliability'])} | {ms(g['auc_margin'])} | "
+                     f"{ms(g['auc_pd_reliability'] - g['auc_margin'])} | "
+                     f"{ms(g['auc_pd'] - g['auc_margin'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pair", choices=["zhen", "ende"], default="zhen")
@@ -144,12 +167,22 @@ def main() -> None:
                     help="conflict levels; -1 = natural")
     ap.add_argument("--cache", default=str(ROOT / "bench_data" / "use_multilingual"))
     ap.add_argument("--features", nargs="+", default=["adequacy", "adequacy+t"])
+    ap.add_argument("--references", choices=["keep", "drop"], default="keep",
+                    help="data.mqm_references: drop = machine translations only (the human "
+                         "reference is the worst-rated system in zh-en)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--summarise", action="store_true",
+                    help="only print the table of an existing --out file")
     args = ap.parse_args()
-    cfg = load_config(str(ROOT / "configs" / f"mqm_ted_{args.pair}.yaml"), [])
+    if args.summarise:
+        print(summarise(json.loads(Path(args.out).read_text())))
+        return
+    cfg = load_config(str(ROOT / "configs" / f"mqm_ted_{args.pair}.yaml"),
+                      [f"data.mqm_references={args.references}"])
     got = read_source(cfg.data, RejectLog("ingest"))
     df = got.df.reset_index(drop=True)
-    feats = response_features(df, Path(args.cache), args.pair)
+    tag = args.pair if args.references == "keep" else f"{args.pair}_norefs"
+    feats = response_features(df, Path(args.cache), tag)
     feats = {k: v for k, v in feats.items() if k in args.features}
     l2 = {"adequacy": 1e-4, "adequacy+t": 1e-2}
     rows = []
@@ -158,6 +191,7 @@ def main() -> None:
             rows += one_seed(args.pair, s, None if c < 0 else c, feats, df, got, cfg, l2)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(rows, indent=1))  # after every seed: resumable view
+    print(summarise(rows))
 
 
 if __name__ == "__main__":

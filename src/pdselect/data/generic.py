@@ -102,8 +102,31 @@ def _detect_shape(cfg: DataConfig, have: set[str]) -> str:
 def resolve_mapping(cfg: DataConfig, keys: list[str], path: str) -> Mapping:
     """The canonical columns and aspects for a file with columns ``keys``; every problem is
     collected and raised as ONE InputError."""
-    problems: list[str] = []
     have = set(keys)
+    problems = _unknown_canonical_names(cfg)
+    shape = _detect_shape(cfg, have)
+    if shape == "wide":
+        for key in LONG_ONLY:
+            if key in cfg.columns:
+                problems.append(f"data.columns.{key} is for the long shape (one row per "
+                                "response x aspect); set data.shape=long, or remove it")
+    cols = _map_canonical(cfg, keys, shape, problems)
+    used = _mapped_once(cols, problems)
+    aspect_columns: dict[str, str] = {}
+    if shape == "wide":
+        aspect_columns = _map_aspect_columns(cfg, keys, used, problems)
+    elif cfg.aspect_columns:
+        problems.append("data.aspect_columns is for the wide shape; in the long shape the "
+                        f"aspects are the values of column '{cols.get('aspect', 'aspect')}' "
+                        "(choose some with data.aspects), or set data.shape=wide")
+    if problems:
+        raise _mapping_error(path, shape, keys, problems)
+    return Mapping(shape=shape, cols=cols, aspect_columns=aspect_columns)
+
+
+def _unknown_canonical_names(cfg: DataConfig) -> list[str]:
+    """A problem for each ``data.columns`` key that is not a canonical name."""
+    problems: list[str] = []
     for key in cfg.columns:
         if key not in CANONICAL + LONG_ONLY:
             close = difflib.get_close_matches(key, CANONICAL + LONG_ONLY, n=1, cutoff=0.6)
@@ -111,13 +134,14 @@ def resolve_mapping(cfg: DataConfig, keys: list[str], path: str) -> Mapping:
                             + (f" (did you mean '{close[0]}'?)" if close else "")
                             + f"; canonical names are {', '.join(CANONICAL + LONG_ONLY)} "
                             "(map aspects with data.aspect_columns)")
-    shape = _detect_shape(cfg, have)
+    return problems
+
+
+def _map_canonical(cfg: DataConfig, keys: list[str], shape: str,
+                   problems: list[str]) -> dict[str, str]:
+    """canonical name -> column: the ``data.columns`` entry, else a column of a default name."""
+    have = set(keys)
     wanted = CANONICAL + (LONG_ONLY if shape == "long" else ())
-    if shape == "wide":
-        for key in LONG_ONLY:
-            if key in cfg.columns:
-                problems.append(f"data.columns.{key} is for the long shape (one row per "
-                                "response x aspect); set data.shape=long, or remove it")
     cols: dict[str, str] = {}
     for key in wanted:
         if key in cfg.columns:
@@ -135,56 +159,66 @@ def resolve_mapping(cfg: DataConfig, keys: list[str], path: str) -> Mapping:
             names = " or ".join(f"'{n}'" for n in DEFAULT_NAMES[key])
             problems.append(f"data.columns.{key}: no column is mapped to '{key}' and none is "
                             f"named {names}; add data.columns.{key}=<your column>")
+    return cols
+
+
+def _mapped_once(cols: dict[str, str], problems: list[str]) -> dict[str, str]:
+    """column -> the (first) canonical name mapped to it; a column mapped twice is a problem."""
     used: dict[str, str] = {}
     for key, col in cols.items():
         if col in used:
             problems.append(f"column '{col}' is mapped twice (data.columns.{used[col]} and "
                             f"data.columns.{key})")
         used.setdefault(col, key)
+    return used
+
+
+def _map_aspect_columns(cfg: DataConfig, keys: list[str], used: dict[str, str],
+                        problems: list[str]) -> dict[str, str]:
+    """Wide shape: aspect -> column (``data.aspect_columns``, columns named like an aspect)."""
+    have = set(keys)
     aspect_columns: dict[str, str] = {}
-    if shape == "wide":
-        for a, col in cfg.aspect_columns.items():
-            if col in have:
-                aspect_columns[a] = col
-            else:
-                problems.append(f"data.aspect_columns.{a}: column '{col}' is not in the file"
-                                + _closest(col, keys))
-        for a in cfg.aspects:
-            if a in cfg.aspect_columns:
-                continue
-            if a in have:
-                aspect_columns[a] = a
-            else:
-                problems.append(f"data.aspects: '{a}' is not a column of the file"
-                                + _closest(a, keys) + f" and has no data.aspect_columns.{a} "
-                                "entry")
-        if not cfg.aspect_columns and not cfg.aspects:
-            problems.append("no aspect columns: list them in data.aspects (columns of that "
-                            "name) or map them with data.aspect_columns (aspect: column)")
-        if cfg.aspects:  # the listed aspects, in their order
-            aspect_columns = {a: aspect_columns[a] for a in cfg.aspects if a in aspect_columns}
-        for a, col in aspect_columns.items():
-            if col in used:
-                problems.append(f"column '{col}' is both data.columns.{used[col]} and the "
-                                f"rating of aspect '{a}'")
-        for key in cfg.scales:
-            if key != "overall" and key not in aspect_columns and key not in cfg.aspect_columns \
-                    and key not in cfg.aspects:
-                problems.append(f"data.scales.{key}: not an aspect of data.aspects / "
-                                "data.aspect_columns, nor 'overall'")
-    elif cfg.aspect_columns:
-        problems.append("data.aspect_columns is for the wide shape; in the long shape the "
-                        f"aspects are the values of column '{cols.get('aspect', 'aspect')}' "
-                        "(choose some with data.aspects), or set data.shape=wide")
-    if problems:
-        shown_keys = ", ".join(keys[:40]) + (" ..." if len(keys) > 40 else "")
-        listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
-        raise InputError(path, f"{len(problems)} problem{'s' if len(problems) > 1 else ''} "
-                         f"with the generic source's config ({shape} shape): {listed}. "
-                         f"Columns in the file: {shown_keys}", field="data.columns",
-                         fix="correct them all (`pdselect validate` re-checks in seconds), or "
-                         "let `pdselect init --data FILE` write a config for this file")
-    return Mapping(shape=shape, cols=cols, aspect_columns=aspect_columns)
+    for a, col in cfg.aspect_columns.items():
+        if col in have:
+            aspect_columns[a] = col
+        else:
+            problems.append(f"data.aspect_columns.{a}: column '{col}' is not in the file"
+                            + _closest(col, keys))
+    for a in cfg.aspects:
+        if a in cfg.aspect_columns:
+            continue
+        if a in have:
+            aspect_columns[a] = a
+        else:
+            problems.append(f"data.aspects: '{a}' is not a column of the file"
+                            + _closest(a, keys) + f" and has no data.aspect_columns.{a} "
+                            "entry")
+    if not cfg.aspect_columns and not cfg.aspects:
+        problems.append("no aspect columns: list them in data.aspects (columns of that "
+                        "name) or map them with data.aspect_columns (aspect: column)")
+    if cfg.aspects:  # the listed aspects, in their order
+        aspect_columns = {a: aspect_columns[a] for a in cfg.aspects if a in aspect_columns}
+    for a, col in aspect_columns.items():
+        if col in used:
+            problems.append(f"column '{col}' is both data.columns.{used[col]} and the "
+                            f"rating of aspect '{a}'")
+    for key in cfg.scales:
+        if key != "overall" and key not in aspect_columns and key not in cfg.aspect_columns \
+                and key not in cfg.aspects:
+            problems.append(f"data.scales.{key}: not an aspect of data.aspects / "
+                            "data.aspect_columns, nor 'overall'")
+    return aspect_columns
+
+
+def _mapping_error(path: str, shape: str, keys: list[str], problems: list[str]) -> InputError:
+    """The one error listing every mapping problem, and the file's columns."""
+    shown_keys = ", ".join(keys[:40]) + (" ..." if len(keys) > 40 else "")
+    listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+    return InputError(path, f"{len(problems)} problem{'s' if len(problems) > 1 else ''} "
+                      f"with the generic source's config ({shape} shape): {listed}. "
+                      f"Columns in the file: {shown_keys}", field="data.columns",
+                      fix="correct them all (`pdselect validate` re-checks in seconds), or "
+                      "let `pdselect init --data FILE` write a config for this file")
 
 
 def _id(b: TableBuilder, rec: dict, col: str, file: str, line: int, what: str) -> str | None:
@@ -266,42 +300,70 @@ def _read_long(cfg: DataConfig, path: str, m: Mapping, scales: dict,
     for file, line, rec in iter_records(path, cfg, rejects):
         if not b.require(file, line, rec, required, nullable=nullable):
             continue
-        text = b.text(rec[cols["input"]], file, line, rec, cols["input"])
-        response = None if text is None else b.text(rec[cols["response"]], file, line, rec,
-                                                    cols["response"], empty="empty response")
-        aspect = None if response is None else b.text(rec[cols["aspect"]], file, line, rec,
-                                                      cols["aspect"], empty="empty aspect")
-        input_id = None if aspect is None else _input_id(b, rec, cols, text, file, line)
-        if input_id is None:  # one reject per record, for its first bad field
+        fields = _long_fields(b, rec, cols, file, line)
+        if fields is None:  # one reject per record, for its first bad field
             continue
-        aspect = "overall" if aspect.strip().lower() == "overall" else aspect.strip()
-        rid = (short_hash(response, 8) if "response_id" not in cols
-               else _id(b, rec, cols["response_id"], file, line, "response_id"))
-        if rid is None:
-            continue
-        g = groups.get((input_id, rid))
-        if g is None:
-            g = groups[(input_id, rid)] = {
-                "at": (file, line, rec), "input": text, "response": response, "ratings": {},
-                "overall": rec[cols["overall"]] if "overall" in cols else None}
-        elif g["response"] != response:
-            b.reject("response_id reused with a different response text", file, line, rec,
-                     field=cols["response_id"], expected="one response text per response_id",
-                     value=shown(rid))
-            continue
-        elif "overall" in cols and not _same_number(rec[cols["overall"]], g["overall"]):
-            b.reject("overall differs between the rows of one response", file, line, rec,
-                     field=cols["overall"], expected="the same overall on every row of a "
-                     "response", value=shown(rec[cols["overall"]]))
-            continue
-        if aspect in g["ratings"]:
-            b.reject(f"rating given twice for this response ({aspect})", file, line, rec,
-                     field=cols["aspect"], expected="one row per response and aspect (the "
-                     "first is kept)", value=shown(rec[cols["rating"]]))
-            continue
-        g["ratings"][aspect] = rec[cols["rating"]]
-        rows_per_aspect[aspect] = rows_per_aspect.get(aspect, 0) + 1
+        aspect = fields[2]
+        if _group_row(b, groups, cols, file, line, rec, fields):
+            rows_per_aspect[aspect] = rows_per_aspect.get(aspect, 0) + 1
     b.check_schema()
+    aspects = _long_aspects(cfg, path, cols, rows_per_aspect, rejects)
+    from_rows = "overall" in rows_per_aspect and "overall" not in cols
+    b.aspects, b.has_overall = aspects, "overall" in cols or from_rows
+    _add_groups(b, groups, aspects, from_rows)
+    return b.finish()
+
+
+def _long_fields(b: TableBuilder, rec: dict, cols: dict, file: str,
+                 line: int) -> tuple[str, str, str, str, str] | None:
+    """(input, response, aspect, input_id, response id) of a record, or None after a reject."""
+    text = b.text(rec[cols["input"]], file, line, rec, cols["input"])
+    response = None if text is None else b.text(rec[cols["response"]], file, line, rec,
+                                                cols["response"], empty="empty response")
+    aspect = None if response is None else b.text(rec[cols["aspect"]], file, line, rec,
+                                                  cols["aspect"], empty="empty aspect")
+    input_id = None if aspect is None else _input_id(b, rec, cols, text, file, line)
+    if input_id is None:
+        return None
+    aspect = "overall" if aspect.strip().lower() == "overall" else aspect.strip()
+    rid = (short_hash(response, 8) if "response_id" not in cols
+           else _id(b, rec, cols["response_id"], file, line, "response_id"))
+    if rid is None:
+        return None
+    return text, response, aspect, input_id, rid
+
+
+def _group_row(b: TableBuilder, groups: dict[tuple[str, str], dict], cols: dict, file: str,
+               line: int, rec: dict, fields: tuple[str, str, str, str, str]) -> bool:
+    """Add the record's rating to its response's group; False after rejecting the record."""
+    text, response, aspect, input_id, rid = fields
+    g = groups.get((input_id, rid))
+    if g is None:
+        g = groups[(input_id, rid)] = {
+            "at": (file, line, rec), "input": text, "response": response, "ratings": {},
+            "overall": rec[cols["overall"]] if "overall" in cols else None}
+    elif g["response"] != response:
+        b.reject("response_id reused with a different response text", file, line, rec,
+                 field=cols["response_id"], expected="one response text per response_id",
+                 value=shown(rid))
+        return False
+    elif "overall" in cols and not _same_number(rec[cols["overall"]], g["overall"]):
+        b.reject("overall differs between the rows of one response", file, line, rec,
+                 field=cols["overall"], expected="the same overall on every row of a "
+                 "response", value=shown(rec[cols["overall"]]))
+        return False
+    if aspect in g["ratings"]:
+        b.reject(f"rating given twice for this response ({aspect})", file, line, rec,
+                 field=cols["aspect"], expected="one row per response and aspect (the "
+                 "first is kept)", value=shown(rec[cols["rating"]]))
+        return False
+    g["ratings"][aspect] = rec[cols["rating"]]
+    return True
+
+
+def _long_aspects(cfg: DataConfig, path: str, cols: dict, rows_per_aspect: dict[str, int],
+                  rejects: RejectLog) -> list[str]:
+    """The found aspects kept by ``data.aspects`` (the rows of the others are counted)."""
     found = [a for a in rows_per_aspect if a != "overall"]
     if not found:
         raise InputError(path, "no aspect rows found (every row was rejected, or every aspect "
@@ -318,15 +380,18 @@ def _read_long(cfg: DataConfig, path: str, m: Mapping, scales: dict,
     if left_out:
         rejects.add("aspect not selected (data.aspects)", file=path, field=cols["aspect"],
                     n=left_out)
-    from_rows = "overall" in rows_per_aspect and "overall" not in cols
-    b.aspects, b.has_overall = aspects, "overall" in cols or from_rows
+    return aspects
+
+
+def _add_groups(b: TableBuilder, groups: dict[tuple[str, str], dict], aspects: list[str],
+                from_rows: bool) -> None:
+    """One row per grouped response, at the line of its first row."""
     for (input_id, rid), g in groups.items():
         file, line, rec = g["at"]
         b.add(file, line, rec, input_id=input_id, input=g["input"],
               response_id=f"{input_id}:{rid}", response=g["response"],
               ratings={a: g["ratings"].get(a) for a in aspects},
               overall=g["ratings"].get("overall") if from_rows else g["overall"])
-    return b.finish()
 
 
 def _same_number(a, b) -> bool:

@@ -125,11 +125,11 @@ def test_ray_resume_commits_complete_staging_and_redoes_partial(tmp_path):
 
 def test_object_store_uri_is_refused_with_a_fix(tmp_path):
     from pdselect.errors import StageError
-    from pdselect.score.sharded import local_path
+    from pdselect.score.ray_engine import posix_path
 
-    assert local_path(f"file://{tmp_path}") == tmp_path
-    with pytest.raises(StageError, match="mount"):
-        local_path("mock://bucket/pairs.parquet")
+    assert posix_path(f"file://{tmp_path}") == tmp_path
+    with pytest.raises(StageError, match="(?s)rename.*score.engine=local.*mount"):
+        posix_path("memory://bucket/pairs.parquet")
 
 
 def test_score_stage_takes_the_ray_settings_from_config(tmp_path):

@@ -1,5 +1,6 @@
 """Scoring at scale: sharded resumable scoring (local or Ray) and streamed PD; the threshold
 selection without a global sort is in select/threshold.py. See docs/BENCHMARKS.md for numbers.
+Paths may be fsspec URIs (score/storage.py); the Ray engine needs local or shared POSIX paths.
 
     summary = score_stage(pairs_path, model_dir, aspects, cfg, out_dir)   # pipeline entry
 """
@@ -10,9 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from ..run.artifacts import write_json
+from . import storage
 from .sharded import (GapsFn, PD_DIR, ShardPlan, gaps_frame, pd_pass, plan_shards,
                       read_scores, score_shard, score_sharded)
 
@@ -70,10 +70,10 @@ def score_stage(pairs_path: str | Path, models, aspects: Sequence[str], cfg,
                             margin_fn=mfn, progress=progress)
     q = pd_pass(out_dir, aspects, s.gamma, weights)
     pd_sum, n = 0.0, 0
-    for p in sorted((Path(out_dir) / PD_DIR).glob("part-*.parquet")):
-        col = pq.read_table(p, columns=["pd"]).column("pd").to_numpy()
+    for p in storage.glob(storage.resolve(out_dir) / PD_DIR, "part-*.parquet"):
+        col = storage.read_table(p, columns=["pd"]).column("pd").to_numpy()
         pd_sum, n = pd_sum + float(np.sum(col)), n + len(col)
     summary = {"n_scored": n, "q": q, "pd_mean": pd_sum / n if n else float("nan"),
                "engine": s.engine, "shard_size": s.shard_size, **run}
-    write_json(Path(out_dir) / "meta.json", summary)
+    storage.write_json(storage.resolve(out_dir) / "meta.json", summary)
     return summary

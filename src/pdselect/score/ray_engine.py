@@ -23,9 +23,12 @@ and redone. Staged shards that are complete are committed at the start of the ne
                       shard_size=100_000, actors=4, gpus_per_actor=1, address="auto")
 
 On a real cluster every path (pairs, model folder, output) must be visible to every node
-(shared filesystem); each worker needs pdselect and its dependencies (README, Scale). The
-scorer is passed as a picklable zero-argument FACTORY built inside each actor, because models
-with open file handles, caches and torch modules should not be pickled.
+(shared filesystem); each worker needs pdselect and its dependencies (README, Scale).
+Object-store URIs are refused (:func:`posix_path`): the staged files are committed by rename,
+which object stores do not have, and the read tasks run in other processes; the local engine
+takes them (score/storage.py writes each part in one put). The scorer is passed as a picklable
+zero-argument FACTORY built inside each actor, because models with open file handles, caches
+and torch modules should not be pickled.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ import pyarrow.parquet as pq
 
 from ..run.artifacts import atomic_path
 from ..errors import StageError
-from .sharded import (GAPS_DIR, SCORER_COLUMNS, GapsFn, ShardPlan, gaps_frame, local_path,
-                      part_name, pending_shards, prepare, read_rows, score_shard)
+from . import storage
+from .sharded import (GAPS_DIR, SCORER_COLUMNS, GapsFn, ShardPlan, gaps_frame, part_name,
+                      pending_shards, prepare, read_rows, score_shard)
 
 log = logging.getLogger(__name__)
 GapsFactory = Callable[[], GapsFn]
@@ -203,6 +207,19 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
                  log_to_driver=False)
 
 
+def posix_path(path: str | Path) -> Path:
+    """``path`` as a local Path (plain paths, ``file://``), or a StageError for object stores."""
+    where = storage.resolve(path)
+    if isinstance(where, Path):
+        return where
+    raise StageError(f"{where}: the Ray engine needs a local or shared POSIX path, not an "
+                     "object store: Ray's parquet writer stages files that are committed by "
+                     "rename (not atomic, or absent, on object stores), and its workers read "
+                     "in other processes. Fix: set score.engine=local for object-store URIs "
+                     "(each part is then written in one put), or mount the bucket on every "
+                     "node (s3fs-fuse, gcsfuse, NFS) and give the mount path.")
+
+
 def score_sharded_ray(pairs_path: str | Path, factory: GapsFactory, aspects: Sequence[str],
                       out_dir: str | Path, shard_size: int = 100_000, actors: int = 2,
                       address: str = "", columns: Sequence[str] = SCORER_COLUMNS,
@@ -217,44 +234,60 @@ def score_sharded_ray(pairs_path: str | Path, factory: GapsFactory, aspects: Seq
     (fractions share a GPU), ``cpus_per_actor`` (also the actor's torch threads) and
     ``batch_size`` (rows per ``map_batches`` call) map to ``score.ray_*``. ``concurrency`` is
     the old name of ``actors``."""
-    import ray
-
     if concurrency is not None:
         actors = concurrency
-    out_dir = local_path(out_dir)
+    pairs_path, out_dir = posix_path(pairs_path), posix_path(out_dir)
     init_ray(address)
     plan = prepare(pairs_path, aspects, out_dir, shard_size)
     resumed_staged, _ = commit_staged(out_dir)   # complete shards staged by a killed run
     todo = pending_shards(plan, out_dir)
     n = 0
     if todo:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = bool(progress)
         pool = max(1, min(int(actors), len(todo)))
-        ds = ray.data.read_datasource(shard_source(plan, todo, columns, split, batch_size),
-                                      num_cpus=0)   # I/O only: never waits for a pool's CPUs
-        ds = ds.map_batches(
-            ShardScorer, batch_size=int(batch_size), batch_format="pandas",
-            compute=ray.data.ActorPoolStrategy(size=pool),
-            num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
-            fn_constructor_kwargs={"factory": factory, "aspects": list(aspects),
-                                   "margin_factory": margin_factory,
-                                   "threads": max(1, int(cpus_per_actor))})
-        ds.write_parquet(str(staging_dir(out_dir)), partition_cols=["__shard"],
-                         ray_remote_args={"num_cpus": 0})
-        done, broken = commit_staged(out_dir)
-        if broken:
-            raise StageError(f"Ray finished but shards {broken} were staged incomplete in "
-                             f"{staging_dir(out_dir)}. Fix: re-run (they are redone).")
-        n = sum(done.values())
-        for i in pending_shards(plan, out_dir):   # no row of the split: an empty part
-            score_shard(plan, i, _never, out_dir, columns, split,
-                        _never if margin_factory is not None else None)
+        _run_pipeline(plan, todo, out_dir, factory, aspects, columns, split, margin_factory,
+                      pool, cpus_per_actor, gpus_per_actor, batch_size, progress)
+        n = _commit_run(plan, out_dir, columns, split, margin_factory)
         log.info("ray: %d shards scored (%d rows) by %d actors", len(todo), n, pool)
     return {"n_shards": plan.n_shards, "n_shards_scored_now": len(todo),
             "n_shards_resumed": plan.n_shards - len(todo), "n_rows_scored_now": n,
             "n_staged_committed_on_resume": len(resumed_staged),
             "n_input_rows": plan.n_rows, "engine": "ray"}
+
+
+def _run_pipeline(plan: ShardPlan, todo: Sequence[int], out_dir: Path, factory: GapsFactory,
+                  aspects: Sequence[str], columns: Sequence[str], split: str | None,
+                  margin_factory: GapsFactory | None, pool: int, cpus_per_actor: float,
+                  gpus_per_actor: float, batch_size: int, progress: bool) -> None:
+    """Read the pending shards, score them on an actor pool, stage them under ``_ray``."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = bool(progress)
+    ds = ray.data.read_datasource(shard_source(plan, todo, columns, split, batch_size),
+                                  num_cpus=0)   # I/O only: never waits for a pool's CPUs
+    ds = ds.map_batches(
+        ShardScorer, batch_size=int(batch_size), batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=pool),
+        num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
+        fn_constructor_kwargs={"factory": factory, "aspects": list(aspects),
+                               "margin_factory": margin_factory,
+                               "threads": max(1, int(cpus_per_actor))})
+    ds.write_parquet(str(staging_dir(out_dir)), partition_cols=["__shard"],
+                     ray_remote_args={"num_cpus": 0})
+
+
+def _commit_run(plan: ShardPlan, out_dir: Path, columns: Sequence[str], split: str | None,
+                margin_factory: GapsFactory | None) -> int:
+    """Commit the staged shards (refusing incomplete ones), write an empty part for each shard
+    with no row of the split; returns the rows committed."""
+    done, broken = commit_staged(out_dir)
+    if broken:
+        raise StageError(f"Ray finished but shards {broken} were staged incomplete in "
+                         f"{staging_dir(out_dir)}. Fix: re-run (they are redone).")
+    for i in pending_shards(plan, out_dir):   # no row of the split: an empty part
+        score_shard(plan, i, _never, out_dir, columns, split,
+                    _never if margin_factory is not None else None)
+    return sum(done.values())
 
 
 def _never(df):  # pragma: no cover - only called on rows, and empty shards have none

@@ -15,15 +15,17 @@ more than one shard in memory:
     q = pd_pass(out_dir, aspects, gamma=0.9)
 
 Shards are fixed row ranges of the input (planned from Parquet metadata), so shard s always
-holds the same rows; each part file is written to a temporary name and renamed, so it exists
-iff it is complete. A killed run resumes by skipping the parts that exist: no shard is redone,
-no row is written twice, and the result equals an uninterrupted run. ``_plan.json`` pins the
-input files, shard size and aspects; resuming with a different one is refused.
+holds the same rows; each part file is written so that it exists iff it is complete (a temporary
+name renamed into place, or on an object store one put of the whole file: score/storage.py). A
+killed run resumes by skipping the parts that exist: no shard is redone, no row is written
+twice, and the result equals an uninterrupted run. ``_plan.json`` pins the
+input files, shard size and aspects; resuming with a different one is refused. Every path may
+be a plain path, a ``file://`` URI or any fsspec URI whose package is installed (``s3://`` with
+s3fs, ...); URIs stay URIs in ``_plan.json``, so a resume on the same store matches.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,9 +36,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..run.artifacts import atomic_path, write_json
 from ..errors import StageError
 from ..pd import normaliser
+from . import storage
+from .storage import Where
 from .table import check_gaps, check_pd, gap_col, gaps_frame, label_index, pd_frame
 
 log = logging.getLogger(__name__)
@@ -52,34 +55,14 @@ def part_name(index: int) -> str:
 
 
 # ----------------------------------------------------------------------------- planning
-def local_path(path: str | Path) -> Path:
-    """``path`` as a local Path: plain paths as they are, URIs through pyarrow's filesystems
-    (``file:///...``). The manifest is renamed atomically, so other filesystems (object
-    stores) must be mounted (s3fs, gcsfuse, a shared NFS path) and given by their mount path."""
-    s = str(path)
-    if isinstance(path, Path) or "://" not in s:
-        return Path(path)
-    from pyarrow import fs as pafs
-
-    try:
-        filesystem, inner = pafs.FileSystem.from_uri(s)
-    except (pa.ArrowException, ValueError) as e:
-        raise StageError(f"{s}: not a path pyarrow can open ({e}). Fix: give a local path or "
-                         "a file:// URI.") from e
-    if not isinstance(filesystem, pafs.LocalFileSystem):
-        raise StageError(f"{s}: sharded scoring needs a POSIX path (its shard manifest is "
-                         f"renamed atomically), not {filesystem.type_name}. Fix: mount the "
-                         "bucket (s3fs, gcsfuse, NFS) and give the mount path.")
-    return Path(inner)
-
-
-def list_parquet(path: str | Path) -> list[Path]:
+def list_parquet(path: str | Path) -> list[Where]:
     """The Parquet files of ``path`` (one file, or a folder's ``*.parquet`` in name order)."""
-    p = local_path(path)
-    if p.is_file():
+    p = storage.resolve(path)
+    found = storage.kind(p)
+    if found == "file":
         return [p]
-    if p.is_dir():
-        files = sorted(f for f in p.glob("*.parquet") if not f.name.startswith((".", "_")))
+    if found == "directory":
+        files = storage.parquet_files(p)
         if files:
             return files
     raise StageError(f"{p}: no Parquet pair file or folder of *.parquet shards there. Fix: "
@@ -113,8 +96,8 @@ def plan_shards(path: str | Path, shard_size: int, aspects: Sequence[str]) -> Sh
     if shard_size < 1:
         raise StageError(f"shard_size={shard_size} must be >= 1 (set score.shard_size).")
     files = list_parquet(path)
-    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
-    return ShardPlan([str(f.resolve()) for f in files], rows, [f.stat().st_size for f in files],
+    rows = [storage.num_rows(f) for f in files]
+    return ShardPlan([storage.uri(f) for f in files], rows, [storage.size(f) for f in files],
                      int(shard_size), list(aspects))
 
 
@@ -126,7 +109,8 @@ def read_rows(plan: ShardPlan, start: int, stop: int, columns: Sequence[str]) ->
     for f, n in zip(plan.files, plan.rows_per_file):
         lo, hi = max(start, offset), min(stop, offset + n)
         if lo < hi:
-            pieces.append(_read_file_range(Path(f), lo - offset, hi - offset, columns))
+            pieces.append(_read_file_range(storage.resolve(f), lo - offset, hi - offset,
+                                           columns))
         offset += n
         if offset >= stop:
             break
@@ -135,8 +119,13 @@ def read_rows(plan: ShardPlan, start: int, stop: int, columns: Sequence[str]) ->
     return pa.concat_tables(pieces).to_pandas()
 
 
-def _read_file_range(path: Path, lo: int, hi: int, columns: Sequence[str]) -> pa.Table:
-    pf = pq.ParquetFile(path)
+def _read_file_range(path: Where, lo: int, hi: int, columns: Sequence[str]) -> pa.Table:
+    with storage.open_parquet(path) as pf:
+        return _read_groups(pf, path, lo, hi, columns)
+
+
+def _read_groups(pf: pq.ParquetFile, path: Where, lo: int, hi: int,
+                 columns: Sequence[str]) -> pa.Table:
     missing = [c for c in columns if c not in pf.schema_arrow.names]
     if missing:
         raise StageError(f"{path}: missing columns {missing} (it has {pf.schema_arrow.names}). "
@@ -159,17 +148,17 @@ def _read_file_range(path: Path, lo: int, hi: int, columns: Sequence[str]) -> pa
     return pa.Table.from_batches(out) if out else pf.schema_arrow.empty_table().select(columns)
 
 
-def _check_plan(out_dir: Path, plan: ShardPlan) -> None:
+def _check_plan(out_dir: Where, plan: ShardPlan) -> None:
     """Write the plan, or refuse to resume a run made with a different one."""
     f = out_dir / PLAN_FILE
-    if f.exists():
-        old = json.loads(f.read_text())
+    if storage.exists(f):
+        old = storage.read_json(f)
         if old != asdict(plan):
             diff = [k for k in old if old.get(k) != asdict(plan).get(k)]
             raise StageError(f"{out_dir} holds a partial scoring run with a different {diff}. "
                              f"Fix: use another output folder, or delete {out_dir} to start over.")
     else:
-        write_json(f, asdict(plan))
+        storage.write_json(f, asdict(plan))
 
 
 # ----------------------------------------------------------------------------- pass 1: gaps
@@ -177,8 +166,8 @@ def score_shard(plan: ShardPlan, index: int, gaps_fn: GapsFn, out_dir: str | Pat
                 columns: Sequence[str] = SCORER_COLUMNS, split: str | None = "train",
                 margin_fn: GapsFn | None = None) -> int:
     """Score one shard and write its part atomically; returns rows written (0 if it existed)."""
-    path = Path(out_dir) / GAPS_DIR / part_name(index)
-    if path.exists():
+    path = storage.resolve(out_dir) / GAPS_DIR / part_name(index)
+    if storage.exists(path):
         return 0
     start, stop = plan.bounds(index)
     cols = list(dict.fromkeys(list(columns) + (["split"] if split else [])))
@@ -186,26 +175,24 @@ def score_shard(plan: ShardPlan, index: int, gaps_fn: GapsFn, out_dir: str | Pat
     if split:  # the selection pool is the train split; the test split is never scored
         df = df[df["split"] == split].drop(columns="split").reset_index(drop=True)
     table = gaps_frame(df, gaps_fn, plan.aspects, margin_fn)
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp)
+    storage.write_table(path, pa.Table.from_pandas(table, preserve_index=False))
     return len(table)
 
 
 def pending_shards(plan: ShardPlan, out_dir: str | Path) -> list[int]:
-    d = Path(out_dir) / GAPS_DIR
-    return [i for i in range(plan.n_shards) if not (d / part_name(i)).exists()]
+    d = storage.resolve(out_dir) / GAPS_DIR
+    return [i for i in range(plan.n_shards) if not storage.exists(d / part_name(i))]
 
 
 def prepare(pairs_path: str | Path, aspects: Sequence[str], out_dir: str | Path,
             shard_size: int) -> ShardPlan:
     """Plan the shards, pin the plan in ``out_dir`` and clear temp files of a killed run."""
-    out_dir = local_path(out_dir)
+    out_dir = storage.resolve(out_dir)
     plan = plan_shards(pairs_path, shard_size, aspects)
-    (out_dir / GAPS_DIR).mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out_dir / GAPS_DIR)
     _check_plan(out_dir, plan)
     for folder in (out_dir, out_dir / GAPS_DIR, out_dir / PD_DIR):
-        for tmp in folder.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)  # left by a SIGKILL between write and rename
+        storage.clear_tmp(folder)  # left by a SIGKILL between write and rename (local only)
     return plan
 
 
@@ -214,7 +201,7 @@ def score_sharded(pairs_path: str | Path, gaps_fn: GapsFn, aspects: Sequence[str
                   columns: Sequence[str] = SCORER_COLUMNS, split: str | None = "train",
                   margin_fn: GapsFn | None = None, progress: bool = False) -> dict:
     """Pass 1 in this process: score every missing shard. Returns counts for the manifest."""
-    out_dir = local_path(out_dir)
+    out_dir = storage.resolve(out_dir)
     plan = prepare(pairs_path, aspects, out_dir, shard_size)
     todo = pending_shards(plan, out_dir)
     it: Iterable[int] = todo
@@ -231,8 +218,8 @@ def score_sharded(pairs_path: str | Path, gaps_fn: GapsFn, aspects: Sequence[str
 
 
 # ----------------------------------------------------------------------------- pass 2: PD
-def gap_parts(out_dir: str | Path) -> list[Path]:
-    return sorted((Path(out_dir) / GAPS_DIR).glob("part-*.parquet"))
+def gap_parts(out_dir: str | Path) -> list[Where]:
+    return storage.glob(storage.resolve(out_dir) / GAPS_DIR, "part-*.parquet")
 
 
 def load_gaps(out_dir: str | Path, aspects: Sequence[str]) -> tuple[np.ndarray, np.ndarray,
@@ -240,13 +227,13 @@ def load_gaps(out_dir: str | Path, aspects: Sequence[str]) -> tuple[np.ndarray, 
     """(delta (N, K) float64, label (N,) int64, part row offsets) from the gap parts, reading
     only the gap columns and the dictionary-encoded aspect column."""
     parts = gap_parts(out_dir)
-    sizes = [pq.ParquetFile(p).metadata.num_rows for p in parts]
+    sizes = [storage.num_rows(p) for p in parts]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     delta = np.empty((int(offsets[-1]), len(aspects)), dtype=np.float64)
     label = np.empty(int(offsets[-1]), dtype=np.int64)
     cols = [gap_col(a) for a in aspects]
     for p, lo, hi in zip(parts, offsets[:-1], offsets[1:]):
-        t = pq.read_table(p, columns=cols + ["aspect"], read_dictionary=["aspect"])
+        t = storage.read_table(p, columns=cols + ["aspect"], read_dictionary=["aspect"])
         for c, name in enumerate(cols):
             delta[lo:hi, c] = t.column(name).to_numpy()
         asp = t.column("aspect").combine_chunks()
@@ -261,32 +248,33 @@ def pd_pass(out_dir: str | Path, aspects: Sequence[str], gamma: float,
     """q_k over ALL scored pairs, then PD per part (score/pd.py does the maths). Returns {aspect: q}.
 
     Every pd part is rewritten (cheap next to pass 1), so a changed gamma never mixes."""
-    out_dir = local_path(out_dir)
-    if (out_dir / GAPS_DIR).exists() and pending_shards(_load_plan(out_dir), out_dir):
+    out_dir = storage.resolve(out_dir)
+    started = storage.exists(out_dir / GAPS_DIR) or storage.exists(out_dir / PLAN_FILE)
+    if started and pending_shards(_load_plan(out_dir), out_dir):  # (object stores: no folders)
         raise StageError(f"{out_dir}: pass 1 is incomplete; run score_sharded first.")
     delta, label, offsets = load_gaps(out_dir, aspects)
     check_gaps(delta, list(aspects), np.arange(len(delta)), "row of the pair table")
     q = normaliser(delta, label, gamma)
     ptp = [np.inf, -np.inf]  # PD range over all parts, for the constant-PD check
     for p, lo, hi in zip(gap_parts(out_dir), offsets[:-1], offsets[1:]):
-        keep = pd_frame(pq.read_table(p).to_pandas(), aspects, q, label[lo:hi], weights)
+        keep = pd_frame(storage.read_table(p).to_pandas(), aspects, q, label[lo:hi], weights)
         if len(keep):
             ptp = [min(ptp[0], keep["pd"].min()), max(ptp[1], keep["pd"].max())]
-        with atomic_path(out_dir / PD_DIR / p.name) as tmp:
-            pq.write_table(pa.Table.from_pandas(keep, preserve_index=False), tmp)
+        storage.write_table(out_dir / PD_DIR / p.name,
+                            pa.Table.from_pandas(keep, preserve_index=False))
     if offsets[-1] > 1:
         check_pd(np.array(ptp))
     qd = {a: float(q[c]) for c, a in enumerate(aspects)}
-    write_json(out_dir / Q_FILE, {"gamma": gamma, "q": qd, "n_scored": int(offsets[-1])})
+    storage.write_json(out_dir / Q_FILE, {"gamma": gamma, "q": qd, "n_scored": int(offsets[-1])})
     return qd
 
 
-def _load_plan(out_dir: Path) -> ShardPlan:
-    return ShardPlan(**json.loads((out_dir / PLAN_FILE).read_text()))
+def _load_plan(out_dir: Where) -> ShardPlan:
+    return ShardPlan(**storage.read_json(out_dir / PLAN_FILE))
 
 
 def read_scores(out_dir: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The whole PD score table (for small data and tests); large runs stream the parts."""
-    parts = sorted((local_path(out_dir) / PD_DIR).glob("part-*.parquet"))
-    return pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in parts],
+    parts = storage.glob(storage.resolve(out_dir) / PD_DIR, "part-*.parquet")
+    return pd.concat([storage.read_table(p, columns=columns).to_pandas() for p in parts],
                      ignore_index=True)

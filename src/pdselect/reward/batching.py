@@ -62,3 +62,27 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_pad_share: float
     if start < len(order):
         out.append(order[start:])
     return out
+
+
+#: A CPU reduced-precision forward is filled up to this many token positions (rows x padded
+#: length) with copies of its first row. Why: oneDNN picks its bfloat16 GEMM kernel by the row
+#: count of the flattened (rows * L, d) activations, and the kernels round differently (~1e-3
+#: on a MiniLM vector). Measured on an AMX Xeon: batches under ~384 positions (e.g. 5 rows of
+#: 48 tokens, 16 rows of 24) took one kernel, larger ones another, so a text's vector depended
+#: on how many mates its batch had, i.e. on proxy.batch_size. At >= 1024 positions every batch
+#: of 8..296 rows at lengths 8, 24 and 128 gave bit-identical vectors.
+MIN_FORWARD_TOKENS = 1024
+
+
+def fill_rows(inp, mask, min_tokens: int = MIN_FORWARD_TOKENS):
+    """(input_ids, attention_mask) with copies of row 0 appended until rows x length >=
+    ``min_tokens``; the caller keeps the first ``len(inp)`` output rows (rows do not interact:
+    attention is within a row)."""
+    import torch
+
+    n, L = inp.shape
+    extra = -(-min_tokens // max(L, 1)) - n
+    if extra <= 0:
+        return inp, mask
+    return (torch.cat([inp, inp[:1].expand(extra, L)]),
+            torch.cat([mask, mask[:1].expand(extra, L)]))

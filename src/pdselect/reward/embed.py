@@ -23,7 +23,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .batching import MAX_PAD_SHARE, length_batches, pad_batch  # noqa: F401 (re-exported)
+from .batching import MAX_PAD_SHARE, fill_rows, length_batches, pad_batch  # noqa: F401
 from .embed_cache import EmbeddingCache, default_cache_root, text_key
 
 logger = logging.getLogger(__name__)
@@ -255,8 +255,10 @@ class Encoder:
             batches = tqdm(batches, desc="embedding", unit="batch")
         for idx in batches:
             inp, mask = pad_batch(ids, idx, pad, max(1, self.granule))
-            out[idx] = self.forward(inp, mask).numpy()
             real = int(mask.sum())
+            if self.granule:  # one GEMM kernel for every batch (batching.MIN_FORWARD_TOKENS)
+                inp, mask = fill_rows(inp, mask)
+            out[idx] = self.forward(inp, mask).numpy()[: len(idx)]
             self.n_tokens += real
             self.n_padded += int(mask.numel()) - real
         self.n_encoded += len(ids)

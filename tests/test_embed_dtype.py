@@ -35,7 +35,7 @@ def test_reduced_precision_forward_gives_float32_unit_vectors(tiny_bert, tmp_pat
 def test_dtype_is_part_of_the_cache_key(tiny_bert, tmp_path):
     s32 = EmbeddingStore(Encoder(str(tiny_bert)), str(tmp_path), 16, 16)
     s16 = EmbeddingStore(Encoder(str(tiny_bert), dtype="bfloat16"), str(tmp_path), 16, 16)
-    assert s32.encoder.id != s16.encoder.id and s16.encoder.id.endswith("-bfloat16-amp")
+    assert s32.encoder.id != s16.encoder.id and s16.encoder.id.endswith("-bfloat16-amp-fill1024")
     s32.embed(None, TEXTS, "response")
     s16.embed(None, TEXTS, "response")
     assert s16.encoder.n_encoded == len(TEXTS)          # no float32 vector reused

@@ -23,7 +23,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .batching import MAX_PAD_SHARE, fill_rows, length_batches, pad_batch  # noqa: F401
+from .batching import (MAX_PAD_SHARE, MIN_FORWARD_TOKENS, fill_rows,  # noqa: F401 (re-exported)
+                       length_batches, pad_batch)
 from .embed_cache import EmbeddingCache, default_cache_root, text_key
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,10 @@ class Encoder:
                 h.update(f"{f.name}:{f.stat().st_size}".encode())
         label = "minilm" if name == "minilm" else p.name
         amp = "" if self.dtype == "float32" else "-amp"
+        if amp and torch_device_type(self.device) == "cpu":
+            # the CPU forward fills batches (batching.fill_rows): vectors cached before it
+            # depended on their batch and must not be mixed with these
+            amp += f"-fill{MIN_FORWARD_TOKENS}"
         return f"{label}-{h.hexdigest()[:12]}-{self.dtype}{amp}"
 
     @property

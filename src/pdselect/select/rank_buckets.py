@@ -30,8 +30,8 @@ from ..errors import StageError
 from ..run.artifacts import atomic_path, json_line
 from .export import DATA_FILE, TEXT_COLUMNS, gap_columns, trl_table
 
+MAX_BUCKETS = 256  # bucket files open at once in pass 1 (see bucket_width)
 #: the pair file's columns the inspection table takes (besides the numbers of the pool)
-MAX_BUCKETS = 256
 PAIR_COLUMNS = ["pair_id", "input_id", "aspect", "len_chosen", "len_rejected", "input",
                 "chosen", "rejected"]
 

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -183,7 +182,7 @@ def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
 def stage_select(cfg: RunConfig, run: RunDir) -> dict:
     from .select.export import length_stats, pd_cutoff
     from .select.rank_buckets import write_select_outputs
-    from .select.selectors import make_selector
+    from .select.selectors import make_selector, selection_table
     from .validate import check_budget
 
     s = cfg.select
@@ -192,14 +191,8 @@ def stage_select(cfg: RunConfig, run: RunDir) -> dict:
     sel = make_selector(s.method, budget=s.budget, budget_count=s.budget_count,
                         stratify_by="aspect" if s.stratify_by_aspect else None,
                         random_state=cfg.seed).fit(pool)
-    mask = sel.get_support()
-    rank = np.empty(len(pool), np.int64)
-    rank[sel.order_] = np.arange(len(pool))
-    table = pd.DataFrame({"pair_id": pool["pair_id"], "aspect": pool["aspect"],
-                          "selected": mask, "rank": rank, "method": s.method})
-    for col in ("pd", "margin", "pd_rati"):
-        if col in pool.columns:
-            table[col] = pool[col].to_numpy()
+    table = selection_table(pool, sel, s.method)
+    mask = table["selected"].to_numpy()
     out = run.stage("select")
     write_parquet(out / "selection.parquet", table)
     # inspect.parquet and the TRL dataset alone in its folder (load_dataset(<run>/select/dpo),

@@ -145,3 +145,16 @@ def make_selector(method: str, **kwargs) -> BaseSelector:
         raise ConfigError("select.method", f"unknown selector {method!r}{hint}.",
                           f"choose from {sorted(SELECTORS)}.")
     return SELECTORS[method](**kwargs)
+
+
+def selection_table(pool: pd.DataFrame, selector: BaseSelector, method: str) -> pd.DataFrame:
+    """``select/selection.parquet``: pair_id, aspect, selected, rank (0 = kept first; the
+    selector's full order), method, and the pool's pd / margin / pd_rati columns."""
+    rank = np.empty(len(pool), np.int64)
+    rank[selector.order_] = np.arange(len(pool))
+    table = pd.DataFrame({"pair_id": pool["pair_id"], "aspect": pool["aspect"],
+                          "selected": selector.get_support(), "rank": rank, "method": method})
+    for col in ("pd", "margin", "pd_rati"):
+        if col in pool.columns:
+            table[col] = pool[col].to_numpy()
+    return table

@@ -70,21 +70,19 @@ class Plan:
 
     def write(self, path: Path, row_group_size: int = 65_536) -> int:
         """Pass 2: the parts' kept rows with their split, into one Parquet file."""
-        from ..run.artifacts import atomic_path
+        from ..run.artifacts import parquet_appender
 
         # converted as the one-shot path converts it (pandas -> Arrow), so the types match too
         split = pa.Table.from_pandas(self.light[["split"]], preserve_index=False)["split"]
-        n, start, writer = 0, 0, None
-        with atomic_path(path) as tmp:
+        n, start = 0, 0
+        with parquet_appender(path) as out:
             for part, rows in zip(self.parts, self.part_rows):
                 lo, hi = np.searchsorted(self.kept, [start, start + rows])
                 t = pq.read_table(part).take(pa.array(self.kept[lo:hi] - start))
                 t = t.set_column(t.schema.get_field_index("split"), "split",
                                  split.slice(lo, hi - lo)).select(self.columns)
-                writer = writer or pq.ParquetWriter(tmp, t.schema)
-                writer.write_table(t, row_group_size=row_group_size)
+                out.append(t, row_group_size=row_group_size)
                 n, start = n + t.num_rows, start + rows
-            writer.close()
         shutil.rmtree(self.parts[0].parent, ignore_errors=True)
         return n
 

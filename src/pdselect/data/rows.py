@@ -44,9 +44,10 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
+from ..run.artifacts import ParquetAppender
 from .rejects import RejectLog
 from .schema import RATED_BASE, RatedTable
-from .spill import SPILL_ROWS, SpillWriter, spill_target
+from .spill import SPILL_ROWS, spill_target, temp_name
 from .formats import HugeNumber
 
 log = logging.getLogger(__name__)
@@ -199,8 +200,9 @@ class TableBuilder:
         self.inputs: dict[str, bytes] = {}  # input_id -> digest of the first input text seen
         # the ingest stage's file (data/spill.py); ``spill=False``: a reader that still needs
         # the texts after finish() (helpsteer2 matches its preference file on them)
-        target = spill_target() if spill else None
-        self.spill = SpillWriter(target) if target is not None else None
+        self.spill_path = spill_target() if spill else None
+        self.spill = (None if self.spill_path is None
+                      else ParquetAppender(temp_name(self.spill_path)))
         self.light: list[pd.DataFrame] = []  # spilled batches without their texts
         self.missing = Counter()  # (file, aspect) -> count of missing ratings
         self.checked, self.absent = Counter(), Counter()  # field -> records checked / lacking
@@ -377,7 +379,7 @@ class TableBuilder:
         else:
             if self.rows:
                 self._flush()
-            path = self.spill.commit()
+            path = self.spill.commit(self.spill_path)
             df = pd.concat(self.light, ignore_index=True)
         log.info("%s: %d responses, %d inputs, aspects %s", self.source, len(df),
                  df["input_id"].nunique(), self.aspects)

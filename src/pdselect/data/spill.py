@@ -15,15 +15,10 @@ others (validate, the experiment grid, the Python API) keep getting the whole ta
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 SPILL_ROWS = 50_000  # responses per row group: ~150 MB of texts at 3 KB a response
 _TARGET: ContextVar[Path | None] = ContextVar("pdselect_spill_target", default=None)
@@ -48,28 +43,3 @@ def spill_target() -> Path | None:
 
 def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.spill.tmp")
-
-
-class SpillWriter:
-    """Appends row batches to a temporary Parquet file; :meth:`commit` renames it into place.
-    The first batch fixes the schema (text columns string, ratings float64)."""
-
-    def __init__(self, path: Path):
-        self.path, self.tmp = Path(path), temp_name(Path(path))
-        self.writer: pq.ParquetWriter | None = None
-        self.n_rows = 0
-
-    def append(self, df: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(df, preserve_index=False,
-                                     schema=None if self.writer is None else self.writer.schema)
-        if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, table.schema)
-        self.writer.write_table(table)
-        self.n_rows += len(df)
-
-    def commit(self) -> Path:
-        if self.writer is not None:
-            self.writer.close()
-            os.replace(self.tmp, self.path)
-        return self.path

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..run.artifacts import atomic_path, write_json
+from ..run.artifacts import atomic_path, parquet_appender, write_json
 
 UF_ASPECTS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
 RESPONSES_PER_INPUT = 4
@@ -184,13 +184,10 @@ def generate_rated(n_inputs: int, path: str | Path, n_prototypes: int = 1000, se
     if not path.exists():
         protos = _prototypes(n_prototypes, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            writer = None
+        with parquet_appender(path) as out:
             for start in range(0, n_inputs, batch_inputs):
                 t = rated_batch(start, min(batch_inputs, n_inputs - start), protos, seed, aspects)
-                writer = writer or pq.ParquetWriter(tmp, t.schema)
-                writer.write_table(t, row_group_size=4 * batch_inputs)
-            writer.close()
+                out.append(t, row_group_size=4 * batch_inputs)
     return {"n_inputs": n_inputs, "n_responses": RESPONSES_PER_INPUT * n_inputs,
             "n_pairs": n_inputs * len(PAIR_IDX), "n_prototypes": n_prototypes,
             "unique_texts": RESPONSES_PER_INPUT * min(n_prototypes, n_inputs),

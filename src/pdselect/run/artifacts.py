@@ -50,9 +50,64 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+class ParquetAppender:
+    """One Parquet file written batch by batch to ``tmp``: the first batch (a DataFrame or an
+    Arrow table) fixes the schema, so a later batch cannot drift (e.g. an all-null column);
+    :meth:`commit` renames the file onto its final name. Use :func:`parquet_appender` when one
+    block writes the whole file."""
+
+    def __init__(self, tmp: str | Path):
+        self.tmp, self.writer = Path(tmp), None
+
+    def append(self, batch, row_group_size: int | None = None) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(
+            batch, preserve_index=False, schema=None if self.writer is None else self.writer.schema)
+        if self.writer is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+        self.writer.write_table(table, row_group_size=row_group_size)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def commit(self, path: str | Path) -> Path:
+        """Close and rename onto ``path`` (nothing is written when nothing was appended)."""
+        written = self.writer is not None
+        self.close()
+        if written:
+            os.replace(self.tmp, path)
+        return Path(path)
+
+
+@contextlib.contextmanager
+def parquet_appender(path: str | Path) -> Iterator[ParquetAppender]:
+    """A :class:`ParquetAppender` on a temporary name next to ``path``, renamed onto ``path``
+    when the block succeeds (``atomic_path``); removed when it fails. A block that appended
+    nothing is an error: an empty file under ``path`` would not be Parquet."""
+    with atomic_path(path) as tmp:
+        appender = ParquetAppender(tmp)
+        try:
+            yield appender
+            if appender.writer is None:
+                raise PDSelectError(f"{path}: no rows were written (internal: an empty batch "
+                                    "stream)")
+        finally:
+            appender.close()
+
+
+def json_text(obj: Any) -> str:
+    """The text ``write_json`` writes (indented, numpy scalars as numbers, newline-terminated)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(json_text(obj))
 
 
 def write_text(path: str | Path, text: str) -> None:

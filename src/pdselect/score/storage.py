@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Iterator, Sequence
@@ -32,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StageError
-from ..run.artifacts import atomic_path, write_json as _write_json_local
+from ..run.artifacts import atomic_path, json_text, write_json as _write_json_local
 
 
 @dataclass(frozen=True)
@@ -158,10 +157,7 @@ def write_json(where: Where, obj: Any) -> None:
     if isinstance(where, Path):
         _write_json_local(where, obj)
         return
-    with tempfile.TemporaryDirectory() as d:
-        _write_json_local(Path(d) / "x.json", obj)
-        data = (Path(d) / "x.json").read_bytes()
-    where.fs.pipe_file(where.path, data)
+    where.fs.pipe_file(where.path, json_text(obj).encode())
 
 
 # ----------------------------------------------------------------------------- Parquet

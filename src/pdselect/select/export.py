@@ -30,21 +30,33 @@ def gap_columns(df: pd.DataFrame, prefix: str = "gap__") -> list[str]:
     return [c for c in df.columns if c.startswith(prefix)]
 
 
+def numeric_table(pool: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
+    """pair_id, rank, kept and the pool's score columns: the inspection table's numbers."""
+    scores = [c for c in ("pd", "pd_rati", "margin") if c in pool.columns]
+    cols = ["pair_id", *scores, *gap_columns(pool), *gap_columns(pool, "norm__")]
+    return (selection[["pair_id", "rank", "selected"]].rename(columns={"selected": "kept"})
+            .merge(pool[cols], on="pair_id", validate="1:1"))
+
+
+def inspect_columns(numbers: pd.DataFrame) -> list[str]:
+    """The inspection table's columns, in their order (``numbers``: a numeric_table)."""
+    scores = [c for c in ("pd", "pd_rati", "margin") if c in numbers.columns]
+    return ["rank", "kept", "pair_id", "input_id", "aspect", *scores, *gap_columns(numbers),
+            *gap_columns(numbers, "norm__"), "len_chosen", "len_rejected", *TEXT_COLUMNS]
+
+
 def inspect_table(pairs: pd.DataFrame, pool: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
     """One row per pool pair, in selector order (rank 0 first): why each pair was kept or not.
+    The whole table in memory; the select stage writes the same table in bounded memory
+    (select/rank_buckets.py).
 
     ``pairs``: the public train pairs; ``pool``: the score pool (load_score_pool);
     ``selection``: pair_id, selected, rank."""
-    scores = [c for c in ("pd", "pd_rati", "margin") if c in pool.columns]
-    gaps, norms = gap_columns(pool), gap_columns(pool, "norm__")
-    t = (selection[["pair_id", "rank", "selected"]].rename(columns={"selected": "kept"})
-         .merge(pool[["pair_id", *scores, *gaps, *norms]], on="pair_id", validate="1:1")
-         .merge(pairs[["pair_id", "input_id", "aspect", "len_chosen", "len_rejected", "input",
-                       "chosen", "rejected"]], on="pair_id", validate="1:1"))
+    numbers = numeric_table(pool, selection)
+    t = numbers.merge(pairs[["pair_id", "input_id", "aspect", "len_chosen", "len_rejected",
+                             "input", "chosen", "rejected"]], on="pair_id", validate="1:1")
     t = t.rename(columns={"input": "prompt"}).sort_values("rank", kind="mergesort")
-    cols = ["rank", "kept", "pair_id", "input_id", "aspect", *scores, *gaps, *norms,
-            "len_chosen", "len_rejected", *TEXT_COLUMNS]
-    return t[cols].reset_index(drop=True)
+    return t[inspect_columns(numbers)].reset_index(drop=True)
 
 
 def load_inspect(root: Path, texts: bool = True) -> pd.DataFrame:

@@ -21,48 +21,17 @@ import shutil
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StageError
-from ..run.artifacts import atomic_path, json_line
-from .export import DATA_FILE, TEXT_COLUMNS, gap_columns, trl_table
+from ..run.artifacts import atomic_path, json_line, parquet_appender
+from .export import DATA_FILE, TEXT_COLUMNS, inspect_columns, numeric_table, trl_table
 
 MAX_BUCKETS = 256  # bucket files open at once in pass 1 (see bucket_width)
 #: the pair file's columns the inspection table takes (besides the numbers of the pool)
 PAIR_COLUMNS = ["pair_id", "input_id", "aspect", "len_chosen", "len_rejected", "input",
                 "chosen", "rejected"]
-
-
-def numeric_table(pool: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
-    """pair_id, rank, kept and the pool's score columns: the inspection table without texts."""
-    scores = [c for c in ("pd", "pd_rati", "margin") if c in pool.columns]
-    cols = ["pair_id", *scores, *gap_columns(pool), *gap_columns(pool, "norm__")]
-    return (selection[["pair_id", "rank", "selected"]].rename(columns={"selected": "kept"})
-            .merge(pool[cols], on="pair_id", validate="1:1"))
-
-
-class _Appender:
-    """One Parquet file written batch by batch under a temporary name (renamed on success);
-    the first batch fixes the schema so later batches cannot drift (e.g. an all-null column)."""
-
-    def __init__(self, stack: ExitStack, path: Path):
-        self.tmp, self.writer, self.schema = stack.enter_context(atomic_path(path)), None, None
-        stack.callback(self.close)
-
-    def append(self, df: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False)
-        if self.writer is None:
-            self.schema = table.schema
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
 
 
 def bucket_width(n: int, S: int) -> int:
@@ -71,14 +40,15 @@ def bucket_width(n: int, S: int) -> int:
     return max(S, -(-n // MAX_BUCKETS))
 
 
-def _bucket_pass(pairs_path: Path, numbers: pd.DataFrame, buckets: Path, S: int) -> int:
-    """Pass 1: the pool pairs' texts, batch by batch, into bucket files by rank; returns rows."""
+def _bucket_pass(pairs_path: Path, numbers: pd.DataFrame, buckets: Path,
+                 S: int) -> pd.DataFrame:
+    """Pass 1: the pool pairs' texts, batch by batch, into bucket files by rank. Returns the
+    rows seen without their texts (the numeric inspection table, in file order)."""
     width = bucket_width(len(numbers), S)
     numbers = numbers.set_index("pair_id")
     have = set(pq.ParquetFile(pairs_path).schema_arrow.names)
     columns = [c for c in [*PAIR_COLUMNS, "split"] if c in have]
-    files: dict[int, _Appender] = {}
-    n = 0
+    files, light = {}, []
     with ExitStack() as stack:
         for batch in pq.ParquetFile(pairs_path).iter_batches(batch_size=S, columns=columns):
             df = batch.to_pandas()
@@ -86,12 +56,13 @@ def _bucket_pass(pairs_path: Path, numbers: pd.DataFrame, buckets: Path, S: int)
             if "split" in df:  # test pairs are not in the pool; a pool id outside train is
                 df = df[df["split"] == "train"]  # impossible, the count check below says so
             df = df.drop(columns="split", errors="ignore").join(numbers, on="pair_id")
-            n += len(df)
+            light.append(df.drop(columns=["input", "chosen", "rejected"]))
             for b, part in df.groupby(df["rank"].to_numpy() // width, sort=True):
                 if b not in files:
-                    files[b] = _Appender(stack, buckets / f"b-{int(b):05d}.parquet")
+                    files[b] = stack.enter_context(
+                        parquet_appender(buckets / f"b-{int(b):05d}.parquet"))
                 files[b].append(part)
-    return n
+    return pd.concat(light, ignore_index=True)
 
 
 def _order(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -110,30 +81,24 @@ def write_select_outputs(pairs_path: str | Path, pool: pd.DataFrame, selection: 
     buckets = out / "_buckets"
     shutil.rmtree(buckets, ignore_errors=True)  # a killed earlier select left its buckets
     try:
-        data_file = _write_both(Path(pairs_path), numbers, buckets, out, S, chat_format,
-                                output_format)
+        light, data_file = _write_both(Path(pairs_path), numbers, buckets, out, S, chat_format,
+                                       output_format)
     finally:
         shutil.rmtree(buckets, ignore_errors=True)
-    light = _order(numbers.merge(_lengths(pairs_path), on="pair_id", validate="1:1"),
-                   [c for c in _columns(numbers) if c not in TEXT_COLUMNS])
-    return {"inspect": light, "data_file": data_file}
-
-
-def _columns(numbers: pd.DataFrame) -> list[str]:
-    """The inspection table's columns, in their order."""
-    scores = [c for c in ("pd", "pd_rati", "margin") if c in numbers.columns]
-    return ["rank", "kept", "pair_id", "input_id", "aspect", *scores, *gap_columns(numbers),
-            *gap_columns(numbers, "norm__"), "len_chosen", "len_rejected", *TEXT_COLUMNS]
+    cols = inspect_columns(numbers)
+    return {"inspect": _order(light, [c for c in cols if c not in TEXT_COLUMNS]),
+            "data_file": data_file}
 
 
 def _write_both(pairs_path: Path, numbers: pd.DataFrame, buckets: Path, out: Path, S: int,
-                chat_format: str, output_format: str) -> Path:
-    n = _bucket_pass(pairs_path, numbers, buckets, S)
-    if n != len(numbers):
-        raise StageError(f"{pairs_path}: {n} of the {len(numbers)} scored pool pairs found in "
-                         "the pair file. The score stage ran on another aggregate: re-run "
-                         "`pdselect run` with --force score.")
-    return _write_ordered(buckets, out, _columns(numbers), chat_format, output_format)
+                chat_format: str, output_format: str) -> tuple[pd.DataFrame, Path]:
+    light = _bucket_pass(pairs_path, numbers, buckets, S)
+    if len(light) != len(numbers):
+        raise StageError(f"{pairs_path}: {len(light)} of the {len(numbers)} scored pool pairs "
+                         "found in the pair file. The score stage ran on another aggregate: "
+                         "re-run `pdselect run` with --force score.")
+    cols = inspect_columns(numbers)
+    return light, _write_ordered(buckets, out, cols, chat_format, output_format)
 
 
 def _write_ordered(buckets: Path, out: Path, cols: list[str], chat_format: str,
@@ -145,9 +110,9 @@ def _write_ordered(buckets: Path, out: Path, cols: list[str], chat_format: str,
     folder.mkdir(parents=True)
     data_file = folder / f"{DATA_FILE}.{'jsonl' if output_format == 'jsonl' else 'parquet'}"
     with ExitStack() as stack:
-        inspect = _Appender(stack, out / "inspect.parquet")
+        inspect = stack.enter_context(parquet_appender(out / "inspect.parquet"))
         trl = (_JsonlAppender(stack, data_file) if output_format == "jsonl"
-               else _Appender(stack, data_file))
+               else stack.enter_context(parquet_appender(data_file)))
         part, n_kept = None, 0
         for f in sorted(buckets.glob("b-*.parquet")):
             part = _order(pd.read_parquet(f), cols)
@@ -172,13 +137,3 @@ class _JsonlAppender:
     def append(self, df: pd.DataFrame) -> None:
         for r in df.to_dict("records"):
             self.fh.write(json_line(r))
-
-
-def _lengths(pairs_path: str | Path) -> pd.DataFrame:
-    """pair_id, input_id, aspect and the lengths of every pair: numbers only, one read."""
-    have = set(pq.ParquetFile(pairs_path).schema_arrow.names)
-    cols = [c for c in PAIR_COLUMNS if c not in ("input", "chosen", "rejected") and c in have]
-    df = pd.read_parquet(pairs_path, columns=cols + (["split"] if "split" in have else []))
-    if "split" in df:
-        df = df[df["split"] == "train"].drop(columns="split")
-    return df

@@ -193,9 +193,10 @@ class ScoreConfig:
                                   "RAF-style margin baseline.")
     weighting: Literal["equal", "reliability", "user"] = _f(
         "equal", "Aspect weights w_k in PD = -sum_{k' != k} w_k' * delta_n_k'. equal: the "
-                 "paper's w = 1. reliability: w_k = max(0, 2*acc_k - 1) from each proxy's "
-                 "held-out accuracy (no overall label needed; near-chance aspects stop adding "
-                 "noise). user: score.aspect_weights.")
+                 "paper's w = 1. reliability: w_k = max(0, 2*lo_k - 1), lo_k the lower end of "
+                 "the 95% Wilson interval of each proxy's held-out accuracy (no overall label "
+                 "needed; near-chance aspects and aspects validated on few pairs count less; "
+                 "the weights used are in report.json). user: score.aspect_weights.")
     aspect_weights: dict[str, float] = _f({}, "weighting=user: aspect -> weight >= 0 (aspects "
                                               "not listed get 1).")
 

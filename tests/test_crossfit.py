@@ -77,7 +77,11 @@ def test_reliability_weights_and_warnings():
                "tiny": {"val_accuracy": 0.9, "n_val": 20},
                "none": {"val_accuracy": float("nan"), "n_val": 0}}
     w = reliability_weights(metrics, ["good", "chance", "tiny", "none", "absent"])
-    np.testing.assert_allclose(w, [0.6, 0.04, 0.8, 1.0, 1.0])
+    # w = max(0, 2 * lo - 1), lo the Wilson lower bound: 0.9 on 20 pairs counts less than 0.8
+    # on 200, and 0.52 on 100 (interval reaches 0.5) counts nothing
+    lo_good, lo_tiny = accuracy_interval(160, 200)[0], accuracy_interval(18, 20)[0]
+    np.testing.assert_allclose(w, [2 * lo_good - 1, 0.0, 2 * lo_tiny - 1, 1.0, 1.0])
+    assert w[2] < w[0]
     text = " ".join(proxy_warnings(metrics))
     assert "'chance'" in text and "not better than chance" in text
     assert "'tiny'" in text and "only 20 pairs" in text

@@ -1,31 +1,25 @@
 """Proxy diagnostics: is an aspect's proxy better than chance, and how sure are we?
 
-    lo, hi = accuracy_interval(correct=70, n=100)        # 95% Wilson interval
-    warnings = proxy_warnings(metrics)                    # list of sentences for log + report
+    lo, hi = accuracy_interval(correct=70, n=100)        # 95% Wilson interval (pdselect.stats)
+    warnings = proxy_warnings(metrics)                    # summary sentences for log + report
 
 A proxy whose held-out accuracy is not clearly above 0.5 makes its aspect's term of PD noise;
-``reliability_weights`` turns held-out accuracies into the weights of reliability-weighted PD.
+``reliability_weights`` turns the lower 95% bounds of held-out accuracies into the weights of
+reliability-weighted PD.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-Z95 = 1.959963984540054
 MIN_VAL_PAIRS = 30
 
 
-def accuracy_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion correct/n (NaN, NaN when n == 0)."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = correct / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+def accuracy_interval(correct: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion correct/n (NaN, NaN when n == 0)."""
+    from ..stats import wilson_interval
+
+    return wilson_interval(correct, n)
 
 
 def interval_of(m: dict) -> tuple[float, float]:
@@ -39,33 +33,62 @@ def interval_of(m: dict) -> tuple[float, float]:
     return accuracy_interval(int(round(acc * n)), n)
 
 
-def proxy_warnings(metrics: dict[str, dict]) -> list[str]:
-    """One sentence per aspect whose proxy is not shown better than chance."""
+def chance_aspects(metrics: dict[str, dict]) -> list[str]:
+    """Aspects whose proxy is not shown better than chance: no held-out accuracy, or a 95%
+    interval whose lower end is not above 0.5."""
     out = []
     for a, m in metrics.items():
-        n = int(m.get("n_val") or 0)
-        acc = m.get("val_accuracy")
+        acc, lo = m.get("val_accuracy"), interval_of(m)[0]
+        if acc is None or not np.isfinite(acc) or not lo > 0.5:
+            out.append(a)
+    return out
+
+
+def proxy_warnings(metrics: dict[str, dict], weighting: str | None = None) -> list[str]:
+    """At most three sentences, each listing every aspect it concerns (not one per aspect):
+    proxies with no held-out pairs, proxies not better than chance, proxies validated on few
+    pairs. The advice to use reliability weights appears only when ``weighting`` is not
+    already ``reliability``."""
+    none, chance, few = [], [], []
+    for a, m in metrics.items():
+        n, acc = int(m.get("n_val") or 0), m.get("val_accuracy")
         lo, hi = interval_of(m)
         if n == 0 or acc is None or not np.isfinite(acc):
-            out.append(f"aspect {a!r}: no held-out pairs, so its proxy's accuracy is unknown; "
-                       "PD may rest on a proxy no better than chance.")
+            none.append(repr(a))
         elif not lo > 0.5:
-            out.append(f"aspect {a!r}: proxy held-out accuracy {acc:.3f} (95% CI {lo:.3f}-"
-                       f"{hi:.3f}, {n} pairs) is not better than chance: its term of PD is "
-                       "noise (consider score.weighting=reliability or more data).")
+            chance.append(f"{a!r} {acc:.3f} (95% CI {lo:.3f}-{hi:.3f}, {n} pairs)")
         elif n < MIN_VAL_PAIRS:
-            out.append(f"aspect {a!r}: proxy validated on only {n} pairs (< {MIN_VAL_PAIRS}); "
-                       f"accuracy {acc:.3f}, 95% CI {lo:.3f}-{hi:.3f}.")
+            few.append(f"{a!r} on only {n} pairs (accuracy {acc:.3f}, 95% CI {lo:.3f}-{hi:.3f})")
+    out = []
+    if none:
+        out.append(f"no held-out pairs for the proxies of {', '.join(none)}: their accuracy is "
+                   "unknown; PD may rest on proxies no better than chance.")
+    if chance:
+        every = " (every proxy)" if len(chance) == len(metrics) else ""
+        advice = ("; consider score.weighting=reliability or more data" if weighting !=
+                  "reliability" else "; reliability weighting already gives them weight 0 "
+                  "unless their interval clears 0.5: more data or a stronger proxy helps")
+        out.append(f"{len(chance)} of {len(metrics)} proxies are not better than chance"
+                   f"{every}, held-out accuracy: {', '.join(chance)}. Their terms of PD are "
+                   f"noise{advice}.")
+    if few:
+        out.append(f"proxies validated on fewer than {MIN_VAL_PAIRS} held-out pairs: "
+                   f"{', '.join(few)}.")
     return out
 
 
 def reliability_weights(metrics: dict[str, dict], aspects: list[str]) -> np.ndarray:
-    """w_k = max(0, 2 * acc_k - 1): 0 at chance, 1 for a perfect proxy (held-out accuracy).
-
-    Needs no overall label. An aspect without a held-out accuracy gets weight 1 (the paper's
-    equal weight), so the option never silences an aspect it knows nothing about."""
+    """w_k = max(0, 2 * lo_k - 1), lo_k the lower end of the 95% Wilson interval of proxy k's
+    held-out accuracy: 0 unless the proxy is shown better than chance, and shrunk by sample
+    size (0.9 on 20 pairs counts less than 0.8 on 500). No overall label needed. An aspect
+    without a held-out accuracy gets weight 1 (the paper's equal weight), so the option never
+    silences an aspect it knows nothing about."""
     w = []
     for a in aspects:
-        acc = metrics.get(a, {}).get("val_accuracy")
-        w.append(1.0 if acc is None or not np.isfinite(acc) else max(0.0, 2.0 * acc - 1.0))
+        m = metrics.get(a, {})
+        acc, lo = m.get("val_accuracy"), interval_of(m)[0] if m else float("nan")
+        if acc is None or not np.isfinite(acc) or not np.isfinite(lo):
+            w.append(1.0)
+        else:
+            w.append(max(0.0, 2.0 * lo - 1.0))
     return np.asarray(w, dtype=np.float64)

@@ -69,7 +69,8 @@ def check_pd(pd_: np.ndarray) -> None:
 def pd_weights(score_cfg, aspects: list[str], metrics: dict[str, dict]) -> np.ndarray | None:
     """The aspect weights w of PD for ``score.weighting`` (None: the paper's equal weights).
 
-    reliability: w_k = max(0, 2*acc_k - 1) from each proxy's held-out accuracy
+    reliability: w_k = max(0, 2*lo_k - 1), lo_k the lower end of the 95% Wilson interval of
+    proxy k's held-out accuracy, so a proxy validated on few pairs counts less
     (reward.diagnostics.reliability_weights); user: ``score.aspect_weights`` (default 1)."""
     how = getattr(score_cfg, "weighting", "equal")
     if how == "equal":

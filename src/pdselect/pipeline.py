@@ -164,12 +164,12 @@ def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
     into the usual score table."""
     from .score.engine import read_scores, score_stage
 
-    import shutil
+    from .run.artifacts import remove_tree
 
     stamp = out / "sharded" / "_config"
     fp = config_fingerprint(cfg, "score")
     if stamp.exists() and stamp.read_text() != fp and run.owned:
-        shutil.rmtree(out / "sharded")  # shards of another config or input must not be resumed
+        remove_tree(out / "sharded")  # refuses a link (issue 17)  # shards of another config or input must not be resumed
     write_text(stamp, fp)
     unified = run.root / "proxy" / "unified"
     summary = score_stage(run.root / "aggregate" / "pairs.parquet", run.root / "proxy" / "aspects",

@@ -22,7 +22,6 @@ already drop such rows, so this only happens for tables built another way).
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from ..config import AggregateConfig
 from ..data.rejects import RejectLog
 from ..data.schema import PAIR_BASE, RatedTable
 from ..errors import StageError
+from ..run.artifacts import remove_tree
 from .pairs import (DUPLICATE_TEXT, REUSED_INPUT_ID, SINGLE_RESPONSE, PairDraws,
                     apply_conflict_level, build_pairs, check_aspect_counts, holdout_rule,
                     split_by_input)
@@ -83,7 +83,7 @@ class Plan:
                                  split.slice(lo, hi - lo)).select(self.columns)
                 out.append(t, row_group_size=row_group_size)
                 n, start = n + t.num_rows, start + rows
-        shutil.rmtree(self.parts[0].parent, ignore_errors=True)
+        remove_tree(self.parts[0].parent)  # refuses links (issue 17)
         return n
 
 
@@ -126,7 +126,7 @@ def plan_rated(path: Path, meta: dict, cfg: AggregateConfig, seed: int, rejects:
     try:
         return _pass1(path, meta, cfg, seed, rejects, parts_dir, input_chunks(ids, chunk_inputs))
     except _NotWellFormed:
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        remove_tree(parts_dir)
         return _pass1(path, meta, cfg, seed, rejects, parts_dir, input_chunks(ids, 1 << 62))
 
 

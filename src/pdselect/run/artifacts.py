@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from ..errors import PDSelectError
+from ..errors import PDSelectError, StageError
 
 MARKER = "_SUCCESS"
 
@@ -160,6 +160,55 @@ class RunDirError(PDSelectError):
     """The run directory cannot be used (not ours, the working directory, locked, ...)."""
 
 
+class RunDirLinkError(RunDirError, StageError):
+    """A path pdselect would delete or rewrite is a symbolic link (its target is outside the
+    run's control: deleting "inside" it would delete the user's files)."""
+
+
+def links_under(root: str | Path, limit: int = 5) -> list[Path]:
+    """Symbolic links at ``root`` or anywhere below it (links are listed, never followed)."""
+    root = Path(root)
+    if root.is_symlink():
+        return [root]
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):  # followlinks=False
+        for name in dirnames + filenames:
+            if (Path(dirpath) / name).is_symlink():
+                found.append(Path(dirpath) / name)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def refuse_links(path: str | Path, action: str) -> None:
+    """Raise :class:`RunDirLinkError` when ``path`` is, or holds, a symbolic link: pdselect
+    never deletes or rewrites files through a link (issue 17, class 1)."""
+    links = links_under(path)
+    if not links:
+        return
+    link = links[0]
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    more = f" (and {len(links) - 1} more link(s))" if len(links) > 1 else ""
+    raise RunDirLinkError(
+        f"{link} is a symbolic link to {target}{more}; pdselect {action}, and through the link "
+        "it would delete or overwrite files outside the run directory. Nothing was deleted. "
+        f"Fix: remove the link (`rm {link}` removes only the link, not {target}) or choose a "
+        "new run_dir.")
+
+
+def remove_tree(path: str | Path) -> None:
+    """``shutil.rmtree`` for a folder of the run directory, refusing links (refuse_links);
+    a missing folder is fine."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    refuse_links(path, f"deletes {path} to re-create it")
+    shutil.rmtree(path)
+
+
 def _looks_like_legacy_run(root: Path) -> bool:
     """A run made before the sentinel existed: config.yaml + a pdselect manifest."""
     try:
@@ -201,6 +250,14 @@ def check_run_dir(root: str | Path) -> str | None:
     return None
 
 
+def refuse_links_in_run(root: Path) -> None:
+    """Refuse a run directory holding a symbolic link anywhere (a stage folder, a file in it,
+    ``score/sharded``, ``report.md``, the lock): every one is a path a re-run deletes, resets
+    or rewrites. Checked when the run is claimed, before anything is deleted."""
+    for child in sorted(root.iterdir()):
+        refuse_links(child, "deletes and rewrites the files of its run directory")
+
+
 class RunDir:
     """A run folder: stage subfolders, markers and the manifest.
 
@@ -219,7 +276,10 @@ class RunDir:
         problem = check_run_dir(root)
         if problem:
             raise RunDirError(problem)
-        run = cls(Path(root).expanduser())
+        root = Path(root).expanduser()
+        if root.is_dir():  # the root itself may be a link (a run on another disk); not inside
+            refuse_links_in_run(root)
+        run = cls(root)
         run._lock()
         sentinel = run.root / SENTINEL
         if not sentinel.is_file():
@@ -230,7 +290,13 @@ class RunDir:
     def _lock(self) -> None:
         import fcntl
 
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a link named like the lock must not get its target truncated
+        try:
+            fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise RunDirError(f"cannot open the lock file {self.root / LOCK} ({e.strerror}). "
+                              "Fix: remove it if it is a link, or choose another run_dir.") \
+                from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -255,6 +321,8 @@ class RunDir:
 
     def stage(self, name: str) -> Path:
         p = self.root / name
+        if p.is_symlink():
+            refuse_links(p, "writes and deletes the files of its stage folders")
         p.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -286,6 +354,9 @@ class RunDir:
                               f"{SENTINEL} marker, so pdselect did not create it. Fix: run in "
                               "an empty or new folder.")
         folder = self.root / name
+        # a link anywhere in the folder: rmtree(ignore_errors) skipped a linked folder silently
+        # and the glob below followed it, deleting the target's files (issue 17)
+        refuse_links(folder, f"deletes the stage folder {folder} before the stage re-runs")
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
             return

@@ -177,7 +177,7 @@ def test_warnings_reach_markdown_html_and_log(hostile_run):
         assert md_escape(w) in md
         assert html.escape(w, quote=True) in text
         assert any(w in m for m in logged), w
-    assert any("validated on only" in w or "not better than chance" in w
+    assert any("on only" in w or "not better than chance" in w
                for w in rep["warnings"])
 
 
@@ -198,7 +198,7 @@ def _report(**over):
 def test_selection_warnings_each_rule():
     assert selection_warnings(_report()) == []
     few = _report(proxy={"aspects": {"a": {"val_accuracy": 0.95, "n_val": 20}}})
-    assert "validated on only 20 pairs" in " ".join(selection_warnings(few))
+    assert "'a' on only 20 pairs" in " ".join(selection_warnings(few))
     chance = _report(proxy={"aspects": {"a": {"val_accuracy": 0.5, "n_val": 400,
                                               "val_accuracy_ci95": [0.45, 0.55]}}})
     assert "not better than chance" in " ".join(selection_warnings(chance))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from ..select.selectors import make_selector
 
 
@@ -32,7 +33,7 @@ def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
 
 # keep-score orientation of each selector's key: higher = more likely kept
 KEEP_SCORE = {"pd": ("pd", -1.0), "pd_rati": ("pd_rati", -1.0), "margin": ("margin", 1.0),
-              "pd_high": ("pd", 1.0)}
+              "pd_high": ("pd", 1.0), "length": ("len_gap", 1.0)}
 
 
 def conflict_rate(agrees: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -42,6 +43,18 @@ def conflict_rate(agrees: np.ndarray, mask: np.ndarray | None = None) -> float:
         a = a[np.asarray(mask, dtype=bool)]
     a = a[~np.isnan(a)]
     return float("nan") if len(a) == 0 else float(1.0 - a.mean())
+
+
+def kept_agreement(agrees: np.ndarray, mask: np.ndarray) -> dict:
+    """Share of the kept pairs (overall known) that agree with the overall preference, with
+    its 95% Wilson interval and the number of kept pairs it rests on."""
+    from ..stats import wilson_interval
+
+    a = np.asarray(agrees, dtype=np.float64)[np.asarray(mask, dtype=bool)]
+    a = a[~np.isnan(a)]
+    k = int((a == 1).sum())
+    return {"n_known": int(len(a)), "agreement": k / len(a) if len(a) else float("nan"),
+            "agreement_ci95": list(wilson_interval(k, len(a)))}
 
 
 def selection_metrics(table: pd.DataFrame, methods: list[str], budget: float,
@@ -61,11 +74,15 @@ def selection_metrics(table: pd.DataFrame, methods: list[str], budget: float,
         key_col = KEEP_SCORE.get(m, (None, 0))[0]
         if key_col and key_col not in table.columns:
             continue  # e.g. pd_rati without true ratings, margin without a unified model
-        sel = make_selector(m, budget=budget, budget_count=budget_count,
-                            stratify_by=stratify_by, random_state=seed).fit(table)
+        try:
+            sel = make_selector(m, budget=budget, budget_count=budget_count,
+                                stratify_by=stratify_by, random_state=seed).fit(table)
+        except ConfigError:  # a selector this install lacks or whose columns the pool lacks
+            continue
         mask = sel.get_support()
         res = {"n_selected": int(mask.sum()), "conflict_rate": conflict_rate(agrees, mask),
-               "coverage": table.loc[mask, "aspect"].value_counts().sort_index().to_dict()}
+               "coverage": table.loc[mask, "aspect"].value_counts().sort_index().to_dict(),
+               **kept_agreement(agrees, mask)}
         if key_col:
             col, sign = KEEP_SCORE[m]
             res["auc"] = roc_auc(sign * table.loc[known, col].to_numpy(np.float64),

@@ -1,12 +1,11 @@
 """Report: what every stage did, and how good the selection is when the overall label is known.
 
-Writes ``report.json`` (everything, machine-readable) and ``report.md`` (the same for people).
-All numbers are computed here from the run directory's artifacts.
+Builds the ``report`` dict written as ``report.json`` (everything, machine-readable), rendered
+as ``report.md`` (markdown.py) and ``report.html`` (html.py). All numbers are computed here from
+the run directory's artifacts; the verdict (verdict.py) comes first.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -14,6 +13,8 @@ import pandas as pd
 from ..run.artifacts import RunDir, read_json
 from ..config import RunConfig
 from .evaluate import selection_metrics
+# report.md is rendered in markdown.py; md_escape and split_ingest_rejects stay importable here
+from .markdown import md_escape, render_markdown, split_ingest_rejects  # noqa: F401
 
 
 def _length_stats(pairs: pd.DataFrame) -> dict:
@@ -69,7 +70,8 @@ def selection_warnings(report: dict) -> list[str]:
     above 0."""
     from ..reward.diagnostics import proxy_warnings
 
-    out = list(proxy_warnings(report["proxy"].get("aspects", {})))
+    weighting = (report.get("pd_weights") or {}).get("weighting")
+    out = list(proxy_warnings(report["proxy"].get("aspects", {}), weighting))
     drop = report.get("conflict_level_drop")
     if drop and drop["share"] > CONFLICT_DROP_WARN:
         out.append(f"the conflict level dropped {drop['n_dropped']} of {drop['n_before']} train "
@@ -114,14 +116,62 @@ def _selection_part(cfg: RunConfig, run: RunDir, train: pd.DataFrame) -> dict:
             "dataset": select_meta.get("dataset"), "chat_format": select_meta.get("chat_format"),
             "examples": _examples(inspect, cfg.select.inspect_top, run.root)}
     if "h_agrees_overall" in train.columns and train["h_agrees_overall"].notna().any():
-        from ..run.stage_tables import load_score_pool
-
-        pool = load_score_pool(run).merge(train[["pair_id", "h_agrees_overall"]], on="pair_id")
+        pool = evaluation_pool(run, train)
         methods = list(dict.fromkeys([cfg.select.method] + list(cfg.select.compare)))
         part["comparison"] = selection_metrics(
             pool, methods, cfg.select.budget, cfg.select.budget_count, cfg.seed,
             "aspect" if cfg.select.stratify_by_aspect else None)
     return part
+
+
+def evaluation_pool(run: RunDir, train: pd.DataFrame) -> pd.DataFrame:
+    """The score pool with what evaluation and the length rule need from the pair table:
+    the hidden ``h_agrees_overall`` (evaluation only), the lengths and ``len_gap``."""
+    from ..run.stage_tables import load_score_pool
+    from .verdict import with_length
+
+    pool = load_score_pool(run)
+    extra = [c for c in ("h_agrees_overall", "len_chosen", "len_rejected")
+             if c in train.columns and c not in pool.columns]
+    return with_length(pool.merge(train[["pair_id", *extra]], on="pair_id"))
+
+
+def _kept_masks(cfg: RunConfig, pool: pd.DataFrame) -> dict[str, np.ndarray]:
+    """PD's and the margin's kept sets over the pool at the configured budget (for their
+    overlap); a selector whose column the pool lacks is left out."""
+    from ..select.selectors import make_selector
+
+    out = {}
+    for m in ("pd", "margin"):
+        if m in pool.columns:
+            out[m] = make_selector(m, budget=cfg.select.budget,
+                                   budget_count=cfg.select.budget_count,
+                                   stratify_by="aspect" if cfg.select.stratify_by_aspect
+                                   else None, random_state=cfg.seed).fit(pool).get_support()
+    return out
+
+
+def _verdict(cfg: RunConfig, run: RunDir, train: pd.DataFrame, proxy: dict,
+             selection: dict) -> dict:
+    from .verdict import build_verdict
+
+    pool = evaluation_pool(run, train)
+    return build_verdict(proxy.get("aspects", {}), pool, selection.get("comparison"),
+                         _kept_masks(cfg, pool))
+
+
+def weights_part(cfg: RunConfig, proxy: dict, aspects: list[str]) -> dict:
+    """The PD aspect weights the score stage used (score.table.pd_weights on the same
+    held-out accuracies), so report.json and report.md record them."""
+    from ..score.table import pd_weights
+
+    w = pd_weights(cfg.score, aspects, proxy.get("aspects", {}))
+    rule = {"equal": "w = 1 for every aspect (the paper)",
+            "reliability": "w_k = max(0, 2*lo_k - 1), lo_k the lower end of the 95% Wilson "
+                           "interval of proxy k's held-out accuracy",
+            "user": "score.aspect_weights (aspects not listed: 1)"}.get(cfg.score.weighting, "")
+    return {"weighting": cfg.score.weighting, "rule": rule,
+            "weights": {a: (1.0 if w is None else float(w[i])) for i, a in enumerate(aspects)}}
 
 
 def _describe(x: pd.Series) -> dict:
@@ -174,213 +224,10 @@ def build_report(cfg: RunConfig, run: RunDir) -> tuple[dict, str]:
                   "proxy": conflict_matrix(scores, aspects, "gap__"),
                   "true": conflict_matrix(train, aspects, DELTA_PREFIX)},
               "selection": _selection_part(cfg, run, train),
+              "pd_weights": weights_part(cfg, proxy, aspects),
               "ingest_counts": dict(zip(("dropped", "ratings_rejected"),
                                         split_ingest_rejects(ingest["rejects"]))),
               "manifest": read_json(root / "manifest.json")}
+    report = {"verdict": _verdict(cfg, run, train, proxy, report["selection"]), **report}
     report["warnings"] = selection_warnings(report)
     return report, render_markdown(report, cfg)
-
-
-# ----------------------------------------------------------------------------- markdown
-_MD_SPECIAL = "\\`*_[]<>|~"
-
-
-def md_escape(text) -> str:
-    """``text`` as literal Markdown inline text: user labels (aspect names, file names, reject
-    reasons, paths) cannot open emphasis, code, HTML, links or table cells, nor break a line."""
-    text = " ".join(str(text).splitlines()) if text is not None else ""
-    return "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    if isinstance(v, (int, np.integer)):
-        return str(v)
-    return md_escape(v)
-
-
-# ingest reasons that reject one RATING (the response is kept, that aspect unrated); every
-# other ingest reason drops the record or response (data/rows.py)
-_RATING_REASON_PREFIX = "rating "
-
-
-def split_ingest_rejects(rejects: dict[str, int]) -> tuple[int, int]:
-    """(records/responses dropped, ratings rejected) from ingest's reject counts."""
-    ratings = sum(n for r, n in rejects.items() if r.startswith(_RATING_REASON_PREFIX))
-    return sum(rejects.values()) - ratings, ratings
-
-
-def _ci(lo_hi) -> str:
-    lo, hi = lo_hi
-    return "n/a" if not (math.isfinite(lo) and math.isfinite(hi)) else f"{lo:.3f}-{hi:.3f}"
-
-
-def _holdout_line(r: dict) -> str:
-    """Whether inputs were held out for evaluation (aggregate/meta.json's ``holdout`` when the
-    aggregate stage records it; else the test split's size)."""
-    agg = r["aggregate"]
-    h = r.get("holdout")
-    n = (f"{agg.get('n_test', 0)} of {agg.get('n_pairs', 0)} pairs are held out (test split, "
-         "never selected)" if agg.get("n_test") else "no pair is held out: selection sees all")
-    if h is None:
-        return f"Evaluation hold-out: {n}."
-    if isinstance(h, dict):
-        h = ", ".join(f"{k}={v}" for k, v in h.items())
-    elif isinstance(h, bool):
-        h = "yes" if h else "no"
-    return f"Evaluation hold-out: {md_escape(h)}; {n}."
-
-
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
-    return out + [""]
-
-
-def render_markdown(r: dict, cfg: RunConfig) -> str:
-    """report.md: the ``report`` dict of :func:`build_report`, one helper per section."""
-    L = _md_summary(r, cfg)
-    L += _md_warnings(r)
-    L += _md_counts(r)
-    L += _md_drops(r)
-    L += _md_proxies(r)
-    L += _md_conflict(r)
-    s = r["selection"]
-    L += _md_selection(s)
-    L += _md_comparison(s)
-    L += _md_stage_times(r)
-    return "\n".join(L)
-
-
-def _md_summary(r: dict, cfg: RunConfig) -> list[str]:
-    """Title, run line, PD cut-off, the TRL dataset folder and the hold-out line."""
-    L = [f"# pdselect report: {md_escape(r['source'])}", "",
-         f"Run {md_escape(r['run_dir'])}, seed {r['seed']}, selector "
-         f"**{md_escape(cfg.select.method)}**, budget "
-         + (f"{cfg.select.budget_count} pairs" if cfg.select.budget_count
-            else f"{cfg.select.budget:.0%}") + ".", ""]
-    s = r["selection"]
-    if s.get("pd_cutoff") is not None:
-        L += [f"PD cut-off: kept pairs have PD {'<=' if s['method'] == 'pd' else '>='} "
-              f"{s['pd_cutoff']:.4f} ({s.get('n_kept_pd_positive', 0)} kept pairs with PD > 0).",
-              ""]
-    if s.get("dataset"):
-        L += [f"TRL dataset ({md_escape(s.get('chat_format'))} format): "
-              f"{md_escape(s['dataset'])} (`load_dataset` on the folder; every pool pair with "
-              "its gaps, PD, rank and kept flag: select/inspect.parquet; figures: report.html).",
-              ""]
-    return L + [_holdout_line(r), ""]
-
-
-def _md_warnings(r: dict) -> list[str]:
-    L = ["## Warnings", ""]
-    L += [f"- {md_escape(w)}" for w in r.get("warnings", [])] or ["None."]
-    return L + [""]
-
-
-def _md_counts(r: dict) -> list[str]:
-    """What each stage kept and dropped, one row per stage."""
-    ing, agg = r["ingest"], r["aggregate"]
-    dropped, ratings = split_ingest_rejects(ing["rejects"])
-    what = "responses" if ing["kind"] == "rated" else "pairs"
-    rows = [["ingest", ing.get("n_responses", ing.get("n_pairs")), what,
-             f"{dropped} records/{what} dropped, {ratings} ratings rejected (response kept)"],
-            ["aggregate", agg["n_pairs"], f"pairs ({agg['n_train']} train / {agg['n_test']} test)",
-             f"{sum(agg['rejects'].values())} pairs dropped"],
-            ["select", r["selection"]["n_selected"], f"of {r['selection']['n_pool']} train pairs",
-             f"{r['selection']['n_pool'] - r['selection']['n_selected']} pairs not selected"]]
-    return ["## Counts per stage", ""] + _table(["stage", "kept", "what", "dropped or rejected"],
-                                                rows)
-
-
-def _reject_kind(stage: str, reason: str, ingest_kind: str) -> str:
-    """What a reject reason of ``stage`` removed: a pair, a rating, a record or a response."""
-    if stage == "aggregate":
-        return "pair dropped"
-    if reason.startswith(_RATING_REASON_PREFIX):
-        return "rating rejected (response kept)"
-    return "record dropped" if ingest_kind == "pairs" else "response dropped"
-
-
-def _md_drops(r: dict) -> list[str]:
-    """Ingest's and aggregate's reject counts by reason; nothing when there are none."""
-    drops = [[st, _reject_kind(st, reason, r["ingest"]["kind"]), reason, n]
-             for st in ("ingest", "aggregate") for reason, n in r[st]["rejects"].items()]
-    if not drops:
-        return []
-    return (["Dropped or set aside, by reason (details in each stage's rejects.jsonl):", ""]
-            + _table(["stage", "what", "reason", "count"], drops))
-
-
-def _md_proxy_row(name: str, m: dict, interval_of) -> list:
-    return [name, m.get("n_train"), m.get("n_val"), m.get("val_accuracy"),
-            _ci(interval_of(m)), m.get("length_corr_before"), m.get("length_corr_after")]
-
-
-def _md_proxies(r: dict) -> list[str]:
-    """Each aspect proxy's held-out accuracy (and the unified margin model's, when trained)."""
-    from ..reward.diagnostics import interval_of
-
-    rows = [_md_proxy_row(a, m, interval_of) for a, m in r["proxy"]["aspects"].items()]
-    if "unified" in r["proxy"]:
-        m = next(iter(r["proxy"]["unified"].values()))
-        rows.append(_md_proxy_row("(unified, margin baseline)", m, interval_of))
-    return ["## Proxy reward models", ""] + _table(
-        ["aspect", "train pairs", "val pairs", "held-out accuracy", "95% CI",
-         "reward-length r (rho=0)", "reward-length r (debiased)"], rows)
-
-
-def _md_conflict(r: dict) -> list[str]:
-    """The aspect conflict matrices, from the proxies and from the true ratings when known."""
-    L = []
-    for key, what in (("proxy", "the proxies' reward gaps"), ("true", "the true ratings")):
-        m = r.get("conflict_matrix", {}).get(key)
-        if m:
-            names = list(m)
-            L += [f"Aspect conflict matrix from {what}: share of pairs labelled by the row's "
-                  "aspect that the column's aspect rates the other way.", ""]
-            L += _table(["label aspect (row) / other aspect", *[md_escape(a) for a in names]],
-                        [[a, *[m[a][b] for b in names]] for a in names])
-    return L
-
-
-def _md_selection(s: dict) -> list[str]:
-    """Per-aspect coverage and the length statistics, pool vs selected."""
-    L = ["## Selection", "", "Per-aspect coverage:", ""]
-    aspects = sorted(set(s["coverage_before"]) | set(s["coverage_after"]))
-    L += _table(["aspect", "pool", "selected", "share kept"],
-                [[a, s["coverage_before"].get(a, 0), s["coverage_after"].get(a, 0),
-                  s["coverage_after"].get(a, 0) / max(1, s["coverage_before"].get(a, 0))]
-                 for a in aspects])
-    lb, la = s["length_before"], s["length_after"]
-    if lb and la:
-        L += ["Length (characters):", ""]
-        L += _table(["", "mean len chosen", "mean len rejected", "share chosen longer"],
-                    [["pool", lb["mean_len_chosen"], lb["mean_len_rejected"],
-                      lb["share_chosen_longer"]],
-                     ["selected", la["mean_len_chosen"], la["mean_len_rejected"],
-                      la["share_chosen_longer"]]])
-    return L
-
-
-def _md_comparison(s: dict) -> list[str]:
-    """The selectors against the hidden overall preference; nothing when it is unknown."""
-    if "comparison" not in s:
-        return []
-    c = s["comparison"]
-    L = ["## Against the hidden overall preference (evaluation only)", "",
-         f"Pool: {c['pool']['n_pairs']} train pairs, {c['pool']['n_with_overall']} with an "
-         f"overall preference, conflict rate {_fmt(c['pool']['conflict_rate'])}. "
-         "AUC = ROC-AUC of the selector's keep-score for 'agrees with overall' "
-         "(for PD the keep-score is -PD); conflict rate of the kept subset.", ""]
-    rows = [[m, v.get("auc"), v["n_selected"], v["conflict_rate"]]
-            for m, v in c.items() if m != "pool"]
-    return L + _table(["selector", "conflict AUC", "kept", "conflict rate of kept"], rows)
-
-
-def _md_stage_times(r: dict) -> list[str]:
-    return ["## Stage times", ""] + _table(["stage", "seconds"], [
-        [k, v["wall_seconds"]] for k, v in r["manifest"]["stages"].items()])

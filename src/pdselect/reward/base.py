@@ -297,6 +297,9 @@ class ProxyModels:
         """(N, K): r_k(x, chosen) - r_k(x, rejected), every unique text scored once."""
         if len(pairs) == 0:
             return np.zeros((0, len(self.aspects)))
+        if hasattr(self.scorer, "pair_gaps"):  # a source that knows gaps, not rewards
+            return np.asarray(self.scorer.pair_gaps(pairs.reset_index(drop=True), progress),
+                              dtype=np.float64)
         table, cw, cl = unique_texts(pairs.reset_index(drop=True))
         members = getattr(self.scorer, "member_rewards", None)
         if self.shrink > 0 and members is not None and getattr(self.scorer, "members", 1) > 1:

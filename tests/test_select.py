@@ -9,45 +9,55 @@ from hypothesis import strategies as st
 from pdselect.errors import ConfigError
 from pdselect.select.selectors import SELECTORS, apportion, budget_size, make_selector
 
+# every selector of the registry, plus a combination (same budget: "and" of pd with itself)
+CONTRACT = [(name, {}) for name in sorted(SELECTORS)] + [
+    ("combine", {"op": "and", "methods": ["pd", "pd"]}),
+    ("combine", {"op": "or", "methods": ["margin", "margin"]})]
+
 
 def table(n=40, seed=0, ties=False):
     rng = np.random.default_rng(seed)
     vals = rng.integers(0, 4, n).astype(float) if ties else rng.normal(size=n)
+    lens = rng.integers(0, 4, n) if ties else rng.permutation(n)
     return pd.DataFrame({"pair_id": [f"p{i:03d}" for i in range(n)],
                          "aspect": rng.choice(["a", "b", "c"], n),
-                         "pd": vals, "pd_rati": vals[::-1].copy(), "margin": -vals})
+                         "pd": vals, "pd_rati": vals[::-1].copy(), "margin": -vals,
+                         "len_chosen": 100 + lens, "len_rejected": 100 + lens[::-1],
+                         "irg_gap": vals[::-1] * 2})
 
 
-@pytest.mark.parametrize("name", sorted(SELECTORS))
+@pytest.mark.parametrize("name,kw", CONTRACT)
 class TestContract:
-    def test_constructor_stores_only(self, name):
-        sel = make_selector(name, budget=0.25, random_state=3)
+    def test_constructor_stores_only(self, name, kw):
+        sel = make_selector(name, budget=0.25, random_state=3, **kw)
         assert not [k for k in vars(sel) if k.endswith("_")]
 
-    def test_fit_returns_self_and_budget_exact(self, name):
+    def test_fit_returns_self_and_budget_exact(self, name, kw):
         t = table()
-        sel = make_selector(name, budget=0.25, random_state=3)
+        sel = make_selector(name, budget=0.25, random_state=3, **kw)
         assert sel.fit(t) is sel
         expected = 40 if name == "full" else 10
         assert sel.get_support().sum() == expected == sel.n_select_
         assert len(sel.get_support(indices=True)) == expected
+        assert sorted(sel.order_) == list(range(40))  # order_ is a permutation, kept first
+        assert sel.get_support()[sel.order_[:expected]].all()
 
-    def test_row_order_does_not_matter(self, name):
+    def test_row_order_does_not_matter(self, name, kw):
         t = table(ties=True)
-        a = make_selector(name, budget=0.3, random_state=1).fit(t)
+        a = make_selector(name, budget=0.3, random_state=1, **kw).fit(t)
         perm = np.random.default_rng(5).permutation(len(t))
-        b = make_selector(name, budget=0.3, random_state=1).fit(t.iloc[perm])
+        b = make_selector(name, budget=0.3, random_state=1, **kw).fit(t.iloc[perm])
         assert set(t["pair_id"][a.get_support()]) == set(t["pair_id"].iloc[perm][b.get_support()])
 
-    def test_deterministic(self, name):
+    def test_deterministic(self, name, kw):
         t = table(ties=True)
-        a = make_selector(name, budget=0.5, random_state=7).fit(t).get_support()
-        b = make_selector(name, budget=0.5, random_state=7).fit(t).get_support()
+        a = make_selector(name, budget=0.5, random_state=7, **kw).fit(t).get_support()
+        b = make_selector(name, budget=0.5, random_state=7, **kw).fit(t).get_support()
         assert (a == b).all()
 
-    def test_stratified_quota(self, name):
+    def test_stratified_quota(self, name, kw):
         t = table(n=60)
-        sel = make_selector(name, budget=0.5, stratify_by="aspect").fit(t)
+        sel = make_selector(name, budget=0.5, stratify_by="aspect", **kw).fit(t)
         if name == "full":
             return
         kept = t[sel.get_support()]["aspect"].value_counts()

@@ -188,12 +188,20 @@ def stage_select(cfg: RunConfig, run: RunDir) -> dict:
     s = cfg.select
     pool = load_score_pool(run)
     check_budget(cfg, len(pool))
-    sel = make_selector(s.method, budget=s.budget, budget_count=s.budget_count,
-                        stratify_by="aspect" if s.stratify_by_aspect else None,
-                        random_state=cfg.seed).fit(pool)
-    table = selection_table(pool, sel, s.method)
-    mask = table["selected"].to_numpy()
     out = run.stage("select")
+    thresholds = {"pd": s.pd_threshold, "margin": s.min_margin}
+    members = s.combine.get("methods", []) if s.method == "combine" else [s.method]
+    if "irg" in members:  # a DPO policy's implicit-reward gap per pool pair (align/irg.py)
+        from .align.irg import irg_gaps
+
+        pool["irg_gap"] = irg_gaps(cfg, train_pairs(run, ["pair_id", "input", "chosen",
+                                                          "rejected"]), pool, out / "irg")
+    common = dict(budget=s.budget, budget_count=s.budget_count, random_state=cfg.seed,
+                  stratify_by="aspect" if s.stratify_by_aspect else None)
+    sel = (make_selector("combine", op=s.combine["op"], methods=list(members),
+                         thresholds=thresholds, **common) if s.method == "combine"
+           else make_selector(s.method, threshold=thresholds.get(s.method), **common)).fit(pool)
+    table = selection_table(pool, sel, s.method)
     write_parquet(out / "selection.parquet", table)
     # inspect.parquet and the TRL dataset alone in its folder (load_dataset(<run>/select/dpo),
     # trl dpo --dataset_name), in rank order with one shard of texts in memory at a time
@@ -202,15 +210,22 @@ def stage_select(cfg: RunConfig, run: RunDir) -> dict:
     inspect, data_file = written["inspect"], written["data_file"]
     cut = pd_cutoff(inspect, s.method)
     before, after = length_stats(inspect), length_stats(inspect[inspect["kept"]])
-    summary = {"method": s.method, "n_pool": len(pool), "n_selected": int(mask.sum()),
-               "dataset": str(out / "dpo"), "data_file": str(data_file),
-               "chat_format": s.chat_format, "pd_cutoff": cut,
+    summary = {"method": s.method, "n_pool": len(pool), "n_selected": sel.n_select_,
+               "n_budget": sel.n_budget_, "dataset": str(out / "dpo"),
+               "data_file": str(data_file), "chat_format": s.chat_format, "pd_cutoff": cut,
                "length_pool": before, "length_kept": after}
+    from .align.irg import policy_tokenizer
+    from .select.handoff import write_handoff
+
+    summary.update(write_handoff(cfg, run.root, data_file, summary, *policy_tokenizer(cfg)))
     if cut is not None:
         log.info("select    kept %d of %d pairs: PD %s %.4f (the cut-off); chosen longer in "
                  "%.0f%% of kept pairs vs %.0f%% of the pool", summary["n_selected"], len(pool),
                  "<=" if s.method == "pd" else ">=", cut, 100 * after.get("share_chosen_longer", 0),
                  100 * before.get("share_chosen_longer", 0))
+    if sel.n_select_ < sel.n_budget_:
+        log.info("select    the threshold rule kept %d pairs, below the budget's %d",
+                 sel.n_select_, sel.n_budget_)
     write_json(out / "meta.json", summary)
     return summary
 

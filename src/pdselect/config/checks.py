@@ -29,6 +29,7 @@ def _validate_values(cfg) -> None:
     _validate_ranges(cfg)
     _validate_signs(cfg)
     _validate_compare(cfg)
+    _validate_select_rules(cfg.select, cfg)
     _validate_data_path(cfg)
     _validate_mqm_weights(cfg)
     _validate_experiment(cfg.experiment)
@@ -90,6 +91,45 @@ def _validate_compare(cfg) -> None:
         if m not in SELECTORS:
             raise ConfigError("select.compare", f"unknown selector {m!r}.",
                               f"choose from {sorted(SELECTORS)}" + _hint(m, SELECTORS))
+
+
+def _validate_select_rules(s, cfg) -> None:
+    """select.combine / pd_threshold / min_margin / irg: each names a selector that runs."""
+    from ..select.selectors import COMBINE_OPS, SELECTORS
+
+    members = [s.method]
+    if s.combine and s.method != "combine":
+        raise ConfigError("select.combine", f"is set ({s.combine!r}) but select.method is "
+                          f"{s.method!r}.", "set select.method=combine, or select.combine={}.")
+    if s.method == "combine":
+        extra = sorted(set(s.combine) - {"op", "methods"})
+        members = list(s.combine.get("methods") or [])
+        if extra or s.combine.get("op") not in COMBINE_OPS or len(members) < 2:
+            raise ConfigError("select.combine", f"{s.combine!r} is not {{op: and|or, methods: "
+                              "[two or more selectors]}.", "e.g. select.combine={op: and, "
+                              "methods: [pd, margin]}.")
+        for m in members:
+            if m not in SELECTORS:
+                raise ConfigError("select.combine.methods", f"unknown selector {m!r}.",
+                                  f"choose from {sorted(SELECTORS)}" + _hint(m, SELECTORS))
+    for key, v, sel in (("select.pd_threshold", s.pd_threshold, "pd"),
+                        ("select.min_margin", s.min_margin, "margin")):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(key, f"{v!r} is not a finite number.", f"set {key} to e.g. 0.")
+        if sel not in members:
+            raise ConfigError(key, f"is set but the {sel} selector does not run (select.method="
+                              f"{s.method}).", f"set select.method={sel}, or add {sel} to "
+                              f"select.combine.methods, or {key}=null.")
+    if "margin" in members and not cfg.score.margin_model:
+        raise ConfigError("select.method", "'margin' needs the unified margin model, and "
+                          "score.margin_model is false.",
+                          "set score.margin_model=true, or choose another selector.")
+    if "irg" in members and not cfg.align.policy:
+        raise ConfigError("select.method", "'irg' ranks pairs by a DPO policy's implicit reward "
+                          "and align.policy is empty.", "set align.policy (e.g. smollm2 or a "
+                          "local model folder), or choose another selector.")
 
 
 def _validate_data_path(cfg) -> None:

@@ -203,25 +203,48 @@ class ScoreConfig:
 
 @dataclass
 class SelectConfig:
-    method: Literal["pd", "pd_high", "random", "full", "margin", "pd_rati"] = _f(
+    method: Literal["pd", "pd_high", "random", "full", "margin", "pd_rati", "length", "irg",
+                    "combine"] = _f(
         "pd", "Selector: pd (most negative PD, the method), pd_high (most positive, ablation), "
               "random, full, margin (largest unified-RM margin, RAF-like), pd_rati (PD from true "
-              "ratings: an oracle, needs all aspects rated).")
-    budget: float = _f(0.3, "Share of pairs to keep, in (0, 1].")
+              "ratings: an oracle, needs all aspects rated), length (chosen most longer than "
+              "rejected, in characters: the 'longer wins' baseline), irg (smallest DPO "
+              "implicit-reward gap, arXiv 2508.04149; needs align.policy), combine (the "
+              "intersection or union of select.combine's selectors).")
+    budget: float = _f(0.3, "Share of pairs to keep, in (0, 1]. With a threshold rule it is a "
+                            "cap: 1.0 keeps every pair that passes the threshold.")
     budget_count: Optional[int] = _f(None, "Keep exactly this many pairs (overrides budget).")
+    pd_threshold: Optional[float] = _f(
+        None, "Threshold rule for the pd selector (also inside select.combine): keep only pairs "
+              "with pd <= this (0: 'no estimated conflict'), at most the budget. null: off.")
+    min_margin: Optional[float] = _f(
+        None, "Threshold rule for the margin selector (also inside select.combine): keep only "
+              "pairs whose unified-model margin is >= this, at most the budget. null: off.")
+    combine: dict[str, Any] = _f(
+        {}, "select.method=combine: {op: and|or, methods: [two or more selectors]}; each "
+            "selector keeps its set under the budget (and its threshold), then the sets are "
+            "intersected (and) or joined (or). E.g. {op: and, methods: [pd, margin]}.")
+    irg_policy: str = _f(
+        "", "select.method=irg: a DPO-trained policy folder (full model or LoRA adapter) whose "
+            "implicit reward r = beta*log(pi/pi_ref) ranks the pairs, with align.policy as its "
+            "reference. Empty: the select stage first trains one with the align settings on "
+            "every pool pair (select/irg/, the paper's 'ALL first' protocol).")
     stratify_by_aspect: bool = _f(False, "Split the budget across aspects in proportion to "
                                          "their pair counts, then select within each.")
-    compare: list[str] = _f(["pd", "pd_rati", "margin", "random"],
-                            "Selectors compared side by side in the report.")
+    compare: list[str] = _f(["pd", "pd_rati", "margin", "random", "length"],
+                            "Selectors compared side by side in the report (length: the "
+                            "'longer wins' baseline a selector has to beat).")
     output_format: Literal["parquet", "jsonl"] = _f(
-        "parquet", "File format of the TRL-ready dataset, written alone in select/dpo/ "
-                   "(train-00000.parquet or .jsonl) so `load_dataset(<run>/select/dpo)` and "
-                   "`trl dpo --dataset_name <run>/select/dpo` read it.")
-    chat_format: Literal["standard", "conversational"] = _f(
-        "standard", "TRL dataset format. standard: prompt/chosen/rejected as text. "
-                    "conversational: message lists (prompt = user message(s), chosen/rejected "
-                    "= one assistant message), exactly what `pdselect align` trains on; TRL "
-                    "then applies the policy's chat template.")
+        "parquet", "File format of the TRL-ready dataset, written in select/dpo/ "
+                   "(train-00000 and test-00000 .parquet or .jsonl, a README.md dataset card) "
+                   "so `load_dataset(<run>/select/dpo)` gives train and test splits.")
+    chat_format: Literal["standard", "conversational", "implicit_prompt", "sharegpt"] = _f(
+        "standard", "Dataset layout. standard: prompt/chosen/rejected as text. conversational: "
+                    "message lists (prompt = user message(s), chosen/rejected = one assistant "
+                    "message), exactly what `pdselect align` trains on. implicit_prompt: no "
+                    "prompt column, chosen/rejected = the whole conversation (TRL extracts the "
+                    "shared prefix). sharegpt: LLaMA-Factory's conversations + chosen + "
+                    "rejected with from/value (select/dataset_info.json has its entry).")
     inspect_top: int = _f(10, "Kept and dropped pairs listed (each) in report.html, with their "
                               "per-aspect gaps; every pair is in select/inspect.parquet.")
 

@@ -30,9 +30,15 @@ def train_pairs(run: RunDir, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def load_score_pool(run: RunDir) -> pd.DataFrame:
-    """Scores joined with the PD-rati oracle (if any): the table selectors run on."""
+    """Scores joined with the PD-rati oracle (if any) and ``len_gap`` = len_chosen -
+    len_rejected (characters, the length baseline's key): the table selectors run on."""
     table = pd.read_parquet(run.root / "score" / "scores.parquet")
     rati = run.root / "score" / "pd_rati.parquet"
     if rati.exists():
         table = table.merge(pd.read_parquet(rati), on="pair_id", how="left", validate="1:1")
+    lens = train_pairs(run, ["pair_id", "len_chosen", "len_rejected"])
+    if {"len_chosen", "len_rejected"} <= set(lens.columns):  # numbers only, no texts read
+        gap = lens["len_chosen"].astype("int64") - lens["len_rejected"].astype("int64")
+        table = table.merge(pd.DataFrame({"pair_id": lens["pair_id"], "len_gap": gap}),
+                            on="pair_id", how="left", validate="1:1")
     return table

@@ -107,8 +107,18 @@ def smallest_ids(pids: np.ndarray, m: int) -> np.ndarray:
     return np.argsort(pids, kind="stable")[:m]
 
 
-def _support_one(k: np.ndarray, pid: np.ndarray, n: int) -> np.ndarray:
-    b = find_boundary(k, n)
+def within_limit(k: np.ndarray, n: int, limit: float | None) -> int:
+    """The budget ``n`` capped by a threshold rule: at most the rows with rank key <= ``limit``
+    (rank space: already negated for descending keys). Since the rank order is the key
+    ascending, those rows are exactly the first ones, so a threshold is a smaller budget."""
+    if limit is None:
+        return n
+    return min(n, int(np.count_nonzero(k <= limit)))  # NaN compares False: never passes
+
+
+def _support_one(k: np.ndarray, pid: np.ndarray, n: int,
+                 limit: float | None = None) -> np.ndarray:
+    b = find_boundary(k, within_limit(k, n, limit))
     below, tied = _tie_mask(k, b)
     keep = below.copy()
     tie_rows = np.flatnonzero(tied)
@@ -117,22 +127,25 @@ def _support_one(k: np.ndarray, pid: np.ndarray, n: int) -> np.ndarray:
 
 
 def threshold_support(key: Sequence[float], pair_id: Sequence, n_select: int,
-                      descending: bool = False, groups: Sequence | None = None) -> np.ndarray:
+                      descending: bool = False, groups: Sequence | None = None,
+                      threshold: float | None = None) -> np.ndarray:
     """Boolean mask of the ``n_select`` best rows (the selectors' exact order, see module doc).
 
     ``groups`` (e.g. the aspect column) splits the budget across groups in proportion to their
-    sizes by ``select.apportion``, as ``stratify_by`` does.
+    sizes by ``select.apportion``, as ``stratify_by`` does. ``threshold`` (key units) keeps
+    only rows with key <= threshold (>= when ``descending``), within the budget (of each group).
     """
     k = np.asarray(key, dtype=np.float64)
     k = -k if descending else k
+    limit = None if threshold is None else (-threshold if descending else threshold)
     pid = np.asarray(pd.Series(pair_id).astype(str).to_numpy(), dtype=str)
     if groups is None:
-        return _support_one(k, pid, n_select)
+        return _support_one(k, pid, n_select, limit)
     g = pd.Series(groups).astype(str).to_numpy()
     names = np.array(sorted(set(g)))
     quota = apportion(np.array([(g == x).sum() for x in names]), n_select)
     keep = np.zeros(len(k), dtype=bool)
     for name, m in zip(names, quota):
         rows = np.flatnonzero(g == name)
-        keep[rows[_support_one(k[rows], pid[rows], int(m))]] = True
+        keep[rows[_support_one(k[rows], pid[rows], int(m), limit)]] = True
     return keep

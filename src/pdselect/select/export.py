@@ -98,19 +98,19 @@ def inspect_texts(root: Path, pair_ids) -> pd.DataFrame:
 
 
 def trl_table(inspect: pd.DataFrame, chat_format: str = "standard") -> pd.DataFrame:
-    """The kept pairs as a TRL preference dataset (``inspect_table`` order = selector order).
+    """The kept pairs as a TRL preference dataset (``inspect_table`` order = selector order),
+    in the ``chat_format`` layout (select/formats.py).
 
-    Only public columns travel: no oracle score (pd_rati) and no margin baseline."""
+    Only public columns travel: no oracle score (pd_rati) and no margin baseline. Train pairs
+    are labelled by their ONE aspect (``label_source`` = "aspect"; the test split's labels are
+    described in select/handoff.py)."""
+    from .formats import apply_layout
+
     kept = inspect[inspect["kept"]]
     cols = [*TEXT_COLUMNS, "pair_id", "aspect", "rank", "pd", *gap_columns(kept)]
     out = kept[[c for c in cols if c in kept.columns]].reset_index(drop=True)
-    if chat_format == "conversational":
-        from .dpo_data import to_conversational
-
-        out = to_conversational(out)
-    elif chat_format != "standard":
-        raise ValueError(f"chat_format={chat_format!r}: expected standard or conversational")
-    return out
+    out["label_source"] = "aspect"
+    return apply_layout(out, chat_format)
 
 
 def pd_cutoff(inspect: pd.DataFrame, method: str) -> float | None:

@@ -8,6 +8,18 @@ Every selector ranks by one key and keeps the first ``n_select_`` rows; ties bre
 ``pair_id`` (so the same scores always give the same subset, whatever the row order). Rows
 whose key is NaN rank last. With ``stratify_by="aspect"`` the budget is split across aspects in
 proportion to their pair counts (largest remainder), then filled within each aspect.
+
+Selection rules besides the budget, all through the same boundary (select/boundary.py):
+
+    PDSelector(budget=1.0, threshold=0.0)        # pd <= 0 ("no estimated conflict"), uncapped
+    MarginSelector(budget=0.3, threshold=0.5)    # margin >= 0.5, at most 30% of the pool
+    CombineSelector(op="and", methods=["pd", "margin"], thresholds={"margin": 0.5})
+    LengthSelector(budget=0.3)                   # chosen most longer than rejected (characters)
+    IRGSelector(budget=0.3)                      # smallest implicit-reward gap (select/irg.py)
+
+A threshold only narrows the budget: the kept rows are the first min(budget, #passing) of the
+same rank order (``budget=1.0`` for the threshold alone), so ``n_select_`` can be below the
+budget; ``n_budget_`` is the budget's size.
 """
 
 from __future__ import annotations
@@ -27,11 +39,13 @@ class BaseSelector:
     name: str = ""
 
     def __init__(self, budget: float = 0.3, budget_count: int | None = None,
-                 stratify_by: str | None = None, random_state: int = 0):
+                 stratify_by: str | None = None, random_state: int = 0,
+                 threshold: float | None = None):
         self.budget = budget
         self.budget_count = budget_count
         self.stratify_by = stratify_by
         self.random_state = random_state
+        self.threshold = threshold
 
     # subclasses may compute the ranking key from the table (random does)
     def _key_values(self, scores: pd.DataFrame) -> np.ndarray:
@@ -54,17 +68,22 @@ class BaseSelector:
                               "pass the table written by the score stage.")
         scores = scores.reset_index(drop=True)
         n = len(scores)
-        self.n_select_ = budget_size(n, self.budget, self.budget_count)
+        self.n_budget_ = budget_size(n, self.budget, self.budget_count)
         self.key_ = self._key_values(scores)
         pid = scores["pair_id"].astype(str).to_numpy()
         groups = scores[self.stratify_by].astype(str).to_numpy() if self.stratify_by else None
+        if self.threshold is not None and not self.key:
+            raise ConfigError("select", f"selector '{self.name}' takes no threshold (it does not "
+                              "rank by a score).", "drop the threshold, or use pd / margin.")
         # the support comes from the budget boundary, as in the streamed selection (one
         # implementation); order_ is the full rank the select stage reports
-        self.support_ = threshold_support(self.key_, pid, self.n_select_, self.descending, groups)
+        self.support_ = threshold_support(self.key_, pid, self.n_budget_, self.descending, groups,
+                                          self.threshold)
+        self.n_select_ = int(self.support_.sum())
         if groups is not None:
             names = np.array(sorted(set(groups)))
             counts = np.array([(groups == g).sum() for g in names])
-            self.quota_ = dict(zip(names.tolist(), apportion(counts, self.n_select_).tolist()))
+            self.quota_ = dict(zip(names.tolist(), apportion(counts, self.n_budget_).tolist()))
             parts = [rows[self._rank(self.key_[rows], pid[rows])]
                      for rows in (np.flatnonzero(groups == g) for g in names)]
             self.order_ = np.concatenate(parts) if parts else np.zeros(0, int)
@@ -117,14 +136,42 @@ class RandomSelector(BaseSelector):
         return key
 
 
+class LengthSelector(BaseSelector):
+    """Baseline "longer wins": keep the pairs whose chosen response is most longer than the
+    rejected one, len_chosen - len_rejected in CHARACTERS (the pair table's lengths), largest
+    first. A selector that does not beat it adds nothing a length filter would not."""
+
+    key, descending, name = "len_gap", True, "length"
+
+    def _key_values(self, scores: pd.DataFrame) -> np.ndarray:
+        if "len_gap" in scores.columns:
+            return scores["len_gap"].to_numpy(dtype=np.float64)
+        if {"len_chosen", "len_rejected"} <= set(scores.columns):
+            return (scores["len_chosen"].to_numpy(np.float64)
+                    - scores["len_rejected"].to_numpy(np.float64))
+        raise ConfigError("select.method", "selector 'length' needs 'len_chosen' and "
+                          f"'len_rejected' (or 'len_gap') columns; the table has "
+                          f"{list(scores.columns)}.", "pass the score pool of "
+                          "run.stage_tables.load_score_pool, which joins the pair lengths.")
+
+
+class IRGSelector(BaseSelector):
+    """Implicit-reward gap (arXiv 2508.04149): keep the SMALLEST r(x, y_w) - r(x, y_l) of a DPO
+    policy against its reference, the pairs that policy finds hardest. The select stage fills
+    ``irg_gap`` when ``select.method=irg`` (select/irg.py, needs align.policy)."""
+
+    key, descending, name = "irg_gap", False, "irg"
+
+
 class FullSelector(BaseSelector):
     """Baseline ALL: every pair (the budget is ignored)."""
 
     name = "full"
 
     def __init__(self, budget: float = 1.0, budget_count: int | None = None,
-                 stratify_by: str | None = None, random_state: int = 0):
-        super().__init__(1.0, None, None, random_state)
+                 stratify_by: str | None = None, random_state: int = 0,
+                 threshold: float | None = None):
+        super().__init__(1.0, None, None, random_state, threshold)
 
     def _key_values(self, scores: pd.DataFrame) -> np.ndarray:
         return np.zeros(len(scores))
@@ -132,18 +179,59 @@ class FullSelector(BaseSelector):
 
 SELECTORS: dict[str, type[BaseSelector]] = {
     cls.name: cls for cls in (PDSelector, PDHighSelector, PDRatiSelector, MarginSelector,
-                              RandomSelector, FullSelector)
+                              RandomSelector, FullSelector, LengthSelector, IRGSelector)
 }
+COMBINE_OPS = ("and", "or")
+
+
+class CombineSelector(BaseSelector):
+    """Intersection (``op="and"``) or union (``"or"``) of two or more selectors' kept sets, each
+    under the same budget / stratification and its own threshold (``thresholds``: method ->
+    threshold in its key's units). The rank order: kept pairs first, each part in the first
+    method's order (ties by pair id). ``n_select_`` is the size of the combined set."""
+
+    name = "combine"
+
+    def __init__(self, op: str = "and", methods: tuple = ("pd", "margin"),
+                 thresholds: dict | None = None, budget: float = 0.3,
+                 budget_count: int | None = None, stratify_by: str | None = None,
+                 random_state: int = 0):
+        super().__init__(budget, budget_count, stratify_by, random_state)
+        self.op = op
+        self.methods = methods
+        self.thresholds = thresholds
+
+    def fit(self, scores: pd.DataFrame, y=None) -> "CombineSelector":
+        if self.op not in COMBINE_OPS or len(self.methods) < 2:
+            raise ConfigError("select.combine", f"op={self.op!r} with methods "
+                              f"{list(self.methods)}: need op 'and' or 'or' and >= 2 methods.",
+                              "e.g. select.combine={op: and, methods: [pd, margin]}.")
+        scores = scores.reset_index(drop=True)
+        thr = self.thresholds or {}
+        self.members_ = [make_selector(m, budget=self.budget, budget_count=self.budget_count,
+                                       stratify_by=self.stratify_by,
+                                       random_state=self.random_state,
+                                       threshold=thr.get(m)).fit(scores) for m in self.methods]
+        masks = np.array([m.get_support() for m in self.members_])
+        self.support_ = masks.all(0) if self.op == "and" else masks.any(0)
+        self.n_select_ = int(self.support_.sum())
+        self.n_budget_ = self.members_[0].n_budget_
+        pos = np.empty(len(scores), np.int64)
+        pos[self.members_[0].order_] = np.arange(len(scores))
+        self.order_ = np.lexsort((pos, ~self.support_))  # kept first, then the first's order
+        return self
 
 
 def make_selector(method: str, **kwargs) -> BaseSelector:
+    if method == "combine":
+        return CombineSelector(**kwargs)
     if method not in SELECTORS:
         import difflib
 
         close = difflib.get_close_matches(method, SELECTORS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError("select.method", f"unknown selector {method!r}{hint}.",
-                          f"choose from {sorted(SELECTORS)}.")
+                          f"choose from {sorted(SELECTORS)} or 'combine'.")
     return SELECTORS[method](**kwargs)
 
 
@@ -154,7 +242,7 @@ def selection_table(pool: pd.DataFrame, selector: BaseSelector, method: str) -> 
     rank[selector.order_] = np.arange(len(pool))
     table = pd.DataFrame({"pair_id": pool["pair_id"], "aspect": pool["aspect"],
                           "selected": selector.get_support(), "rank": rank, "method": method})
-    for col in ("pd", "margin", "pd_rati"):
+    for col in ("pd", "margin", "pd_rati", "len_gap", "irg_gap"):
         if col in pool.columns:
             table[col] = pool[col].to_numpy()
     return table

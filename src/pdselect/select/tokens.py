@@ -1,0 +1,93 @@
+"""Token-length check of the hand-off with the policy's tokenizer: how many pairs a trainer
+would DROP or TRUNCATE at ``max_length``, so the delivered budget does not shrink unseen.
+
+    check = token_check(folder_files, tok, max_length=256, chat_format="conversational")
+    # {"max_length": 256, "train": {"n": 120, "n_prompt_fills_max_length": 3,
+    #                                "n_truncated": 17, "max_prompt_tokens": ...}, "test": ...}
+
+Counted as TRL 1.16's DPOTrainer tokenises (trainer/dpo_trainer.py): message lists through the
+chat template (prompt with the generation prompt; prompt + completion; the completion starts
+where the two agree: dpo_data.encode_pair), text as prompt and prompt + completion + EOS. TRL
+then DROPS a pair whose prompt alone has >= max_length tokens (default truncation_mode
+keep_start) and TRUNCATES a pair whose prompt + longer completion exceeds it. The sharegpt
+layout is counted with the policy's chat template too (LLaMA-Factory applies its own
+``template``, so there it is an estimate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .dpo_data import conversational_example, encode_pair
+
+
+def _pair_lengths(row: dict, tok, chat_format: str) -> tuple[int, int]:
+    """(prompt tokens, prompt + longer completion tokens) of one exported row."""
+    if chat_format == "standard":
+        p = tok(row["prompt"])["input_ids"]
+        eos = tok.eos_token or ""
+        c = tok(row["prompt"] + row["chosen"] + eos)["input_ids"]
+        r = tok(row["prompt"] + row["rejected"] + eos)["input_ids"]
+        n = min(_prefix(p, c), _prefix(p, r))
+        return n, max(len(c), len(r))  # TRL: prompt = p[:n], completion = the rest
+    ex = _as_conversation(row, chat_format)
+    enc = encode_pair(tok, ex["prompt"], ex["chosen"], ex["rejected"])
+    n = len(enc["prompt_ids"])
+    return n, n + max(len(enc["chosen_ids"]), len(enc["rejected_ids"]))
+
+
+def _as_conversation(row: dict, chat_format: str) -> dict:
+    if chat_format == "conversational":
+        return conversational_example(row["prompt"], row["chosen"], row["rejected"])
+    if chat_format == "implicit_prompt":  # TRL's extract_prompt: the shared prefix of turns
+        ch, rj = [dict(m) for m in row["chosen"]], [dict(m) for m in row["rejected"]]
+        k = 0
+        while k < min(len(ch), len(rj)) - 1 and ch[k] == rj[k]:
+            k += 1
+        return {"prompt": ch[:k], "chosen": ch[k:], "rejected": rj[k:]}
+    role = {"human": "user", "gpt": "assistant", "system": "system"}
+    turns = [{"role": role.get(t["from"], "user"), "content": t["value"]}
+             for t in row["conversations"]]
+    return {"prompt": turns, "chosen": [{"role": "assistant", "content": row["chosen"]["value"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]["value"]}]}
+
+
+def _prefix(a: list, b: list) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return (pd.read_json(path, lines=True) if path.suffix == ".jsonl"
+            else pd.read_parquet(path))
+
+
+def split_check(path: Path, tok, max_length: int, chat_format: str) -> dict:
+    """The counts of one exported file."""
+    df = _read(Path(path))
+    lens = np.array([_pair_lengths(r, tok, chat_format) for r in df.to_dict("records")],
+                    dtype=np.int64).reshape(-1, 2)
+    p, total = lens[:, 0], lens[:, 1]
+    dropped = p >= max_length
+    return {"n": int(len(df)), "n_prompt_fills_max_length": int(dropped.sum()),
+            "n_truncated": int(((total > max_length) & ~dropped).sum()),
+            "max_prompt_tokens": int(p.max()) if len(p) else 0,
+            "max_total_tokens": int(total.max()) if len(total) else 0}
+
+
+def token_check(files: dict[str, Path], tok, max_length: int, chat_format: str,
+                tokenizer_name: str) -> dict:
+    """Per split (``files``: split -> exported file), the pairs TRL would drop or truncate."""
+    out = {"tokenizer": tokenizer_name, "max_length": int(max_length),
+           "rule": "TRL 1.16 DPOTrainer drops a pair whose prompt alone has >= max_length "
+                   "tokens and truncates one whose prompt + longer completion exceeds it"}
+    for split, f in files.items():
+        out[split] = split_check(f, tok, max_length, chat_format)
+    return out

@@ -114,6 +114,18 @@ def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
         train = read_train_sample(run.root / "aggregate" / "pairs.parquet", cap, cfg.seed)
     out = run.stage("proxy")
     floor = cfg.aggregate.min_pairs_per_aspect  # the one floor: aggregate checked the same
+    if cfg.proxy.backend == "multihead" and cfg.score.margin_model:
+        # ONE network: the unified head trains with the aspect heads (reward/multihead.py)
+        from .reward.multihead import save_joint, train_joint_models
+
+        models, unified = train_joint_models(train, aspects, cfg.proxy, cfg.seed, progress,
+                                             min_pairs=floor)
+        save_joint(models, unified, out)
+        metrics = {"aspects": models.metrics, "unified": unified.metrics}
+        if cap is not None:
+            metrics["sample"] = {"max_pairs_per_aspect": cap, "n_train_pairs_used": len(train)}
+        write_json(out / "metrics.json", metrics)
+        return {"val_accuracy": {a: m.get("val_accuracy") for a, m in models.metrics.items()}}
     models = train_proxy_models(train, aspects, cfg.proxy, cfg.seed, out / "aspects", progress,
                                 min_pairs=floor)
     models.save(out / "aspects")

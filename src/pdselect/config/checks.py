@@ -38,6 +38,7 @@ def _validate_values(cfg) -> None:
                           "use null to read every record, or a positive count.")
     _validate_seeds(cfg)
     _validate_sizes(cfg)
+    _validate_multihead(cfg.proxy.multihead)
     _validate_lists(cfg)
     _validate_aspect_names(cfg)
     _validate_run_dir(cfg.run_dir)
@@ -178,8 +179,7 @@ def _validate_seeds(cfg) -> None:
 # (key, lowest allowed value, strict): every size / count / step the pipeline takes
 _POSITIVE: list[tuple[str, float, bool]] = [
     ("proxy.max_input_tokens", 1, False), ("proxy.max_response_tokens", 1, False),
-    ("proxy.hidden", 1, False), ("proxy.trl_batch_size", 1, False),
-    ("proxy.trl_epochs", 0, True), ("proxy.trl_lr", 0, True), ("proxy.lr", 0, True),
+    ("proxy.hidden", 1, False), ("proxy.lr", 0, True),
     ("align.beta", 0, True), ("align.lr", 0, True), ("align.epochs", 0, True),
     ("align.batch_size", 1, False), ("align.grad_accum", 1, False),
     ("align.max_length", 1, False), ("align.lora_r", 1, False),
@@ -189,6 +189,26 @@ _POSITIVE: list[tuple[str, float, bool]] = [
     ("score.ray_cpus_per_actor", 0, False), ("score.ray_gpus_per_actor", 0, False),
     ("proxy.cross_fit", 0, False), ("proxy.uncertainty_shrink", 0, False),
 ]
+
+
+# proxy.multihead.<name>: (lowest allowed value, strict)
+_MULTIHEAD_MIN: dict[str, tuple[float, bool]] = {
+    "epochs": (1, False), "lr": (0, True), "head_lr": (0, True), "batch_size": (1, False),
+    "weight_decay": (0, False), "max_grad_norm": (0, True), "eval_every": (0, False),
+    "patience": (0, False), "lora_r": (1, False), "lora_alpha": (1, False)}
+
+
+def _validate_multihead(mh) -> None:
+    """proxy.multihead: sizes and rates in range, the stopping share in [0, 0.5]."""
+    for name, (lo, strict) in _MULTIHEAD_MIN.items():
+        v = getattr(mh, name)
+        if (v <= lo) if strict else (v < lo):
+            need = f"> {lo}" if strict else f">= {lo}"
+            raise ConfigError(f"proxy.multihead.{name}", f"{v!r} must be {need}.",
+                              f"set proxy.multihead.{name} to a value {need}.")
+    if not 0 <= mh.stop_fraction <= 0.5:
+        raise ConfigError("proxy.multihead.stop_fraction", f"{mh.stop_fraction!r} is out of "
+                          "range [0, 0.5].", "use e.g. 0.1 (0 turns early stopping off).")
 
 
 def _get(cfg, key: str):

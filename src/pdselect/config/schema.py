@@ -98,11 +98,33 @@ class AggregateConfig:
 
 
 @dataclass
+class MultiheadConfig:
+    """proxy.multihead: training of the one-backbone multi-head proxy (reward/multihead.py)."""
+    epochs: int = _f(3, "Passes over the training pairs (early stopping may keep an earlier "
+                        "evaluation's weights).")
+    lr: float = _f(3e-5, "AdamW learning rate of the backbone (LoRA: of the adapters).")
+    head_lr: float = _f(1e-3, "AdamW learning rate of the scalar heads (they start at zero).")
+    batch_size: int = _f(16, "Pairs per optimiser step (length-sorted batches mixing all "
+                             "aspects).")
+    weight_decay: float = _f(0.01, "AdamW weight decay of the backbone (heads: none).")
+    max_grad_norm: float = _f(1.0, "Gradient clipping (global norm).")
+    stop_fraction: float = _f(0.1, "Share of the training INPUTS held out (seeded, by input) "
+                                   "as the early-stopping set; 0: no early stopping.")
+    eval_every: int = _f(0, "Evaluate the stopping set every this many steps (0: once per "
+                            "epoch); the best evaluation's weights are kept.")
+    patience: int = _f(2, "Stop after this many evaluations without a better stopping loss "
+                          "(0: never stop early, still keep the best).")
+    lora_r: int = _f(16, "LoRA rank (proxy.lora=true).")
+    lora_alpha: int = _f(32, "LoRA alpha (proxy.lora=true).")
+
+
+@dataclass
 class ProxyConfig:
-    backend: Literal["frozen_encoder", "trl"] = _f(
+    backend: Literal["frozen_encoder", "multihead"] = _f(
         "frozen_encoder", "frozen_encoder: cached embeddings + one Bradley-Terry head per aspect "
-        "(CPU, seconds). trl: fine-tune a sequence-classification model per aspect with TRL's "
-        "RewardTrainer (GPU recommended).")
+        "(CPU, seconds). multihead: ONE fine-tuned backbone (proxy.model_path) with a scalar "
+        "head per aspect + the unified head, trained jointly (proxy.multihead; GPU "
+        "recommended).")
     encoder: str = _f("minilm", "Encoder for frozen_encoder: 'minilm' (the bundled "
                                 "all-MiniLM-L6-v2) or a local model folder.")
     max_input_tokens: int = _f(192, "Input (prompt/context) tokens kept, truncated from the LEFT "
@@ -163,12 +185,16 @@ class ProxyConfig:
                 "AUC, docs/BENCHMARKS.md), float32 elsewhere (GPUs included until measured).")
     cache_dir: str = _f("", "Embedding cache folder (content-hashed; reused across runs). "
                             "Empty: $PDSELECT_CACHE or ~/.cache/pdselect.")
-    # trl backend
-    model_path: str = _f("", "trl backend: local sequence-classification model folder or hub id.")
-    lora: bool = _f(False, "trl backend: train LoRA adapters instead of all weights.")
-    trl_epochs: float = _f(1.0, "trl backend: training epochs per aspect.")
-    trl_lr: float = _f(5e-5, "trl backend: learning rate.")
-    trl_batch_size: int = _f(8, "trl backend: per-device batch size.")
+    # multihead backend (reward/multihead.py)
+    model_path: str = _f("minilm", "multihead backend: the backbone. 'minilm' (bundled encoder, "
+                                   "mean pooling), 'smollm2' (bundled causal LM, last token), "
+                                   "or a local Hugging Face model folder.")
+    lora: bool = _f(False, "multihead backend: train LoRA adapters (+ the heads) instead of "
+                           "all backbone weights.")
+    multihead: MultiheadConfig = field(
+        default_factory=MultiheadConfig,
+        metadata={"help": "multihead backend: training settings (epochs, lr, batches, early "
+                          "stopping, LoRA rank)."})
 
 
 @dataclass

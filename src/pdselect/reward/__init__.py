@@ -6,7 +6,7 @@ RAF-like margin baseline.
     models = load_proxy_models(run / "proxy", cfg.proxy)
 
 Backends (``cfg.backend``): ``frozen_encoder`` (cached sentence embeddings + BT heads, CPU) and
-``trl`` (fine-tune a sequence classifier per aspect with TRL's RewardTrainer).
+``multihead`` (one fine-tuned backbone, a head per aspect + the unified head: multihead.py).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ def make_backend(cfg, out_dir: Path | None = None):
     if cfg.backend == "frozen_encoder":
         from .frozen import FrozenBackend
         return FrozenBackend(cfg)
-    if cfg.backend == "trl":
-        from .trl_backend import TRLBackend
-        return TRLBackend(cfg, out_dir)
-    raise ValueError(f"proxy.backend must be frozen_encoder or trl, got {cfg.backend!r}")
+    if cfg.backend == "multihead":
+        from .multihead import MultiheadBackend
+        return MultiheadBackend(cfg, out_dir)
+    raise ValueError(f"proxy.backend must be frozen_encoder or multihead, got {cfg.backend!r}")
 
 
 def train_proxy_models(train_pairs: pd.DataFrame, aspects: list[str], cfg, seed: int,

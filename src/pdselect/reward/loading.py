@@ -4,7 +4,8 @@
 
 The folder's ``proxy_models.json`` (written last by ``ProxyModels.save``) says what it holds:
 cross-fitted folds (``cross_fit``: one sub-folder per fold, each loaded like any folder), or
-one scorer of a backend (frozen_encoder heads, trl fine-tuned models). The dispatch lives here,
+one scorer of a backend (frozen_encoder heads, a multihead network; its unified
+folder may reference the aspects' network). The dispatch lives here,
 above the model classes, so base.py never imports the backends or the cross-fitting that
 build on it.
 """
@@ -35,9 +36,12 @@ def load_proxy_models(out_dir: str | Path, cfg) -> ProxyModels:
     if meta["backend"] == "frozen_encoder":
         from .frozen import FrozenScorer
         scorer = FrozenScorer.load(out_dir, cfg)
+    elif meta["backend"] == "multihead":
+        from .multihead import MultiheadScorer
+        scorer = MultiheadScorer.load(out_dir, cfg)
     elif meta["backend"] == "trl":
-        from .trl_backend import TRLScorer
-        scorer = TRLScorer.load(out_dir, cfg)
+        raise StageError(f"{f}: saved by the removed 'trl' backend (one model per aspect). "
+                         "Fix: re-run the proxy stage with proxy.backend=multihead.")
     else:
         raise StageError(f"{f}: unknown proxy backend {meta['backend']!r}.")
     return ProxyModels(meta["aspects"], meta["metrics"], scorer, meta.get("info"),

@@ -96,18 +96,22 @@ def _write_input(df: pd.DataFrame, path: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float = 0.3, *,
-                 method: str = "pd", budget_count: int | None = None,
-                 chat_format: str = "standard", stratify_by_aspect: bool = False,
-                 scales: dict[str, Iterable[float]] | None = None, seed: int = 0,
+def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float | None = None,
+                 *, method: str | None = None, budget_count: int | None = None,
+                 chat_format: str | None = None, stratify_by_aspect: bool | None = None,
+                 scales: dict[str, Iterable[float]] | None = None, seed: int | None = None,
                  run_dir: str | Path | None = None, config: str | Path | None = None,
                  overrides: list[str] | None = None, report: bool | None = None):
     """Select preference pairs by PD from an in-memory table; returns a ``datasets.Dataset``.
 
     ``aspects``: aspects to keep (pairs) or the rating columns (rated responses).
-    ``budget`` / ``budget_count``, ``method``, ``chat_format``, ``stratify_by_aspect``: the
-    ``select.*`` keys. ``scales``: aspect -> [min, max] for rated responses (default: the
-    observed range). ``config``: a YAML config to start from; ``overrides``: dotted
+    ``budget`` / ``budget_count``, ``method``, ``chat_format``, ``stratify_by_aspect``,
+    ``seed``: the ``select.*`` keys and ``seed``; an argument left out takes the value of
+    ``config`` when it sets one, else the config default (budget 0.3, method pd, chat_format
+    standard, seed 0). ``scales``: aspect -> [min, max] for rated responses (default: the
+    observed range). ``config``: a YAML config to start from (the CLI's loader: duplicate keys
+    refused; its ``run_dir`` is used when ``run_dir`` is not passed; a ``data.path`` or
+    ``data.source`` in it is an error, the dataset argument is the data); ``overrides``: dotted
     ``key=value`` strings applied last (e.g. ``["proxy.epochs=50"]``). ``run_dir``: keep the
     run (report.md, report.html, select/inspect.parquet); ``report`` defaults to
     ``run_dir is not None``."""
@@ -119,6 +123,10 @@ def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float =
     from .pipeline import STAGES, run_pipeline
 
     df = _frame(dataset)
+    user = _user_config(config)
+    if run_dir is None:
+        run_dir = user.pop("run_dir", None)
+    user.pop("run_dir", None)
     tmp = None
     if run_dir is None:
         tmp = Path(tempfile.mkdtemp(prefix="pdselect-"))
@@ -129,12 +137,13 @@ def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float =
         # claim first (refuses folders that are not pdselect runs), then write the input inside
         RunDir.claim(root).release()
         path = root / "input" / "data.jsonl"
-        base = {"run_dir": str(root), "seed": seed,
-                "data": data_config(df, path, aspects, scales),
-                "select": {"method": method, "budget": budget, "budget_count": budget_count,
-                           "chat_format": chat_format,
-                           "stratify_by_aspect": stratify_by_aspect}}
-        cfg = load_config(None, overrides, base=_with_user_config(base, config))
+        given = {"method": method, "budget": budget, "budget_count": budget_count,
+                 "chat_format": chat_format, "stratify_by_aspect": stratify_by_aspect}
+        base = {"run_dir": str(root), "data": data_config(df, path, aspects, scales),
+                "select": {k: v for k, v in given.items() if v is not None}}
+        if seed is not None:
+            base["seed"] = seed
+        cfg = load_config(None, overrides, base=_with_user_config(base, user))
         _write_input(df, path)
         with_report = run_dir is not None if report is None else report
         stages = STAGES if with_report else STAGES[: STAGES.index("select") + 1]
@@ -148,17 +157,30 @@ def select_pairs(dataset: Any, aspects: list[str] | None = None, budget: float =
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _with_user_config(base: dict, config: str | Path | None) -> dict:
-    """``base`` (from the arguments) over the keys of a user's YAML config: the arguments win."""
+def _user_config(config: str | Path | None) -> dict:
+    """The user's YAML config read by the CLI's loader (duplicate keys refused, ``<<:`` merge
+    keys kept). Its data.path / data.source would be replaced by the dataset argument: an
+    error rather than a setting silently ignored (issue 17)."""
     if not config:
-        return base
-    import yaml
+        return {}
+    from .config.loading import read_config_file
+    from .errors import ConfigError
 
-    user = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
-    user.pop("run_dir", None)
-    for key, value in user.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**value, **base[key]}
-        else:
-            base.setdefault(key, value)
-    return base
+    user = read_config_file(config)
+    data = user.get("data") if isinstance(user.get("data"), dict) else {}
+    for key in ("path", "source"):
+        if data.get(key):
+            raise ConfigError(f"data.{key}", f"is set in {config} ({data[key]!r}), but "
+                              "select_pairs reads the dataset argument: the file's data."
+                              f"{key} would be ignored.",
+                              f"remove data.{key} from the file, or run that data with "
+                              f"`pdselect run -c {config}`.")
+    return user
+
+
+def _with_user_config(base: dict, user: dict) -> dict:
+    """The user's config with ``base`` (the arguments actually passed) merged over it: an
+    argument wins, a key the arguments leave out keeps the file's value."""
+    from .config.loading import merge_config
+
+    return merge_config(user, base)

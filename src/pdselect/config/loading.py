@@ -163,6 +163,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: merged by super(); an own key may override it
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
@@ -208,31 +210,90 @@ def _merge(base: dict, extra: dict) -> dict:
     return base
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The mapping of a YAML config file: duplicate keys refused, merge keys (``<<:``) kept,
+    unreadable or non-mapping files a ConfigError naming the file. Used by the CLI and
+    ``select_pairs(config=...)`` alike (one loader, one set of rules)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError("config", f"file {p} does not exist.", "check the path.")
+    if not p.is_file():
+        raise ConfigError("config", f"{p} is not a file.", "pass a YAML file with -c.")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("config", f"cannot read {p}: {e}.",
+                          "check the file's permissions and that it is UTF-8 text.") from None
+    loaded = _yaml_load(text, str(p)) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(str(p), "top level must be a mapping.", "write key: value lines.")
+    return loaded
+
+
+def merge_config(base: dict, extra: dict) -> dict:
+    """``extra`` merged into ``base`` section by section (``extra`` wins); returns ``base``."""
+    return _merge(base, extra)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict | None = None) -> RunConfig:
     """Read YAML (optional), apply dotted overrides, type-check and validate."""
     data: dict = dict(base or {})
     if path:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError("config", f"file {p} does not exist.", "check the path.")
-        if not p.is_file():
-            raise ConfigError("config", f"{p} is not a file.", "pass a YAML file with -c.")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError("config", f"cannot read {p}: {e}.",
-                              "check the file's permissions and that it is UTF-8 text.") from None
-        loaded = _yaml_load(text, str(p)) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(str(p), "top level must be a mapping.", "write key: value lines.")
-        _merge(data, loaded)
+        _merge(data, read_config_file(path))
     _merge(data, parse_overrides(overrides or []))
-    return _build(RunConfig, data).validate()
+    return check_source_keys(_build(RunConfig, data).validate())
 
 
 def config_from_dict(data: dict) -> RunConfig:
-    return _build(RunConfig, data).validate()
+    return check_source_keys(_build(RunConfig, data).validate())
+
+
+# data.* keys only some sources read: given (not the default) with another source, they would be
+# silently ignored (issue 17, class 2), so they are an error naming the key and the source
+_MQM = ("mqm", "mqm_ted_zhen", "mqm_ted_ende")
+SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "shape": ("generic",), "columns": ("generic",),
+    "aspect_columns": ("generic", "helpsteer3"), "scales": ("generic", "helpsteer3"),
+    "preference_path": ("helpsteer2",), "mqm_weights": _MQM, "mqm_references": _MQM,
+}
+HUB_KEYS = ("hf_split", "revision", "config", "data_dir")
+_FILE_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".parquet", ".gz", ".bz2", ".xz", ".txt",
+                  ".zip"}
+
+
+def _is_hub_id(path: str) -> bool:
+    """The rule of data/loading.py: not an existing local path and not shaped like one."""
+    if not path:
+        return False
+    p = Path(path).expanduser()
+    local_looking = path.startswith((".", "/", "~", "file:")) or "\\" in path or \
+        p.suffix.lower() in _FILE_SUFFIXES or p.exists()
+    return not local_looking
+
+
+def check_source_keys(cfg: RunConfig) -> RunConfig:
+    """Every data.* key that is set must be one the chosen source (and path kind) reads."""
+    from .schema import DataConfig
+
+    default = DataConfig()
+    d = cfg.data
+    for key, sources in SOURCE_KEYS.items():
+        if getattr(d, key) != getattr(default, key) and d.source not in sources:
+            raise ConfigError(f"data.{key}", f"is set ({getattr(d, key)!r}) but source "
+                              f"{d.source!r} does not read it (only {', '.join(sources)} "
+                              "do): it would be silently ignored.",
+                              f"remove data.{key}, or set data.source to "
+                              f"{' / '.join(sources)} if that is what the data is.")
+    if not _is_hub_id(d.path):
+        for key in HUB_KEYS:
+            if getattr(d, key) != getattr(default, key):
+                where = f"the local path {d.path!r}" if d.path else "the bundled copy"
+                raise ConfigError(f"data.{key}", f"is set ({getattr(d, key)!r}) but data.path "
+                                  f"is {where}, not a Hugging Face dataset id: only hub "
+                                  "datasets read it, so it would be silently ignored.",
+                                  f"remove data.{key}, or set data.path to a dataset id.")
+    return cfg
 
 
 def describe_fields(cls=RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:

@@ -177,3 +177,14 @@ def test_text_keys_ignore_surrounding_whitespace_and_render_chat_lists():
     df = pd.DataFrame({"input": ["q"], "response": ["r"], "s_a": [1.0]})
     table, meta = build_table(df, ["a"], {"a": "s_a"}, "auto", "f.csv", None)
     assert meta["kind"] == "response" and len(table) == 1
+
+
+def test_editing_the_score_file_reruns_the_proxy_stage(tmp_path):
+    _, scores = make_data(tmp_path, n_inputs=12)
+    s = scores.drop(columns=["input_id", "response_id"])
+    s.to_csv(tmp_path / "s.csv", index=False)
+    root = run(tmp_path, tmp_path / "s.csv")
+    before = pd.read_parquet(root / "score" / "scores.parquet")
+    s.assign(my_helpful=-s["my_helpful"]).to_csv(tmp_path / "s.csv", index=False)
+    after = pd.read_parquet(run(tmp_path, tmp_path / "s.csv") / "score" / "scores.parquet")
+    np.testing.assert_allclose(after["gap__helpful"], -before["gap__helpful"], atol=1e-12)

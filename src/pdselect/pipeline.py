@@ -114,6 +114,14 @@ def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
         train = read_train_sample(run.root / "aggregate" / "pairs.parquet", cap, cfg.seed)
     out = run.stage("proxy")
     floor = cfg.aggregate.min_pairs_per_aspect  # the one floor: aggregate checked the same
+    if cfg.proxy.backend in ("scores", "reward_model"):  # rewards as given: nothing trained
+        from .reward.fixed import build_score_only
+
+        rated = run.root / "ingest" / "rated.parquet"
+        metrics = build_score_only(train, aspects, cfg.proxy, cfg.seed, out, cfg.data.path,
+                                   rated if rated.exists() else None, cfg.score.margin_model)
+        write_json(out / "metrics.json", metrics)
+        return {"val_accuracy": {a: m.get("val_accuracy") for a, m in metrics["aspects"].items()}}
     if cfg.proxy.backend == "multihead" and cfg.score.margin_model:
         # ONE network: the unified head trains with the aspect heads (reward/multihead.py)
         from .reward.multihead import save_joint, train_joint_models
@@ -181,7 +189,7 @@ def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
     stamp = out / "sharded" / "_config"
     fp = config_fingerprint(cfg, "score")
     if stamp.exists() and stamp.read_text() != fp and run.owned:
-        remove_tree(out / "sharded")  # refuses a link (issue 17)  # shards of another config or input must not be resumed
+        remove_tree(out / "sharded")  # shards of another config/input: never resumed
     write_text(stamp, fp)
     unified = run.root / "proxy" / "unified"
     summary = score_stage(run.root / "aggregate" / "pairs.parquet", run.root / "proxy" / "aspects",
@@ -296,8 +304,13 @@ def config_fingerprint(cfg: RunConfig, name: str) -> str:
 
     d = cfg.to_dict()
     keys = [k for st in ALL_STAGES[: ALL_STAGES.index(name) + 1] for k in _SECTIONS[st]]
-    blob = json.dumps({**{k: d[k] for k in keys}, "_input": input_fingerprint(cfg.data)["digest"]},
-                      sort_keys=True, default=str)
+    extra = {}
+    if "proxy" in keys:  # a reward source read from files: editing them re-runs the proxy stage
+        from .run.fingerprint import reward_source_fingerprint
+
+        extra = reward_source_fingerprint(cfg.proxy)
+    blob = json.dumps({**{k: d[k] for k in keys}, "_input": input_fingerprint(cfg.data)["digest"],
+                       **extra}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 

@@ -39,6 +39,7 @@ def _validate_values(cfg) -> None:
     _validate_seeds(cfg)
     _validate_sizes(cfg)
     _validate_multihead(cfg.proxy.multihead)
+    _validate_reward_source(cfg.proxy)
     _validate_lists(cfg)
     _validate_aspect_names(cfg)
     _validate_run_dir(cfg.run_dir)
@@ -371,3 +372,52 @@ def _validate_experiment(ex) -> None:
 def _hint(name: str, choices) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+#: proxy keys of each backend that trains nothing (reward/fixed.py), and the keys that only
+#: shape a TRAINED proxy: given with the wrong backend they would be silently ignored
+_SOURCE_KEYS = {"scores": ("scores_path", "score_columns", "score_kind"),
+                "reward_model": ("reward_models", "reward_model", "reward_outputs",
+                                 "reward_max_length", "trust_remote_code")}
+_TRAINING_ONLY = ("encoder", "head", "features", "l2", "optimizer", "epochs", "lr", "multitask",
+                  "shared_l2", "standardize", "hidden", "ensemble", "uncertainty_shrink",
+                  "cross_fit", "rho", "tau", "p_r", "val_fraction", "max_pairs_per_aspect")
+
+
+def _changed(section, name: str) -> bool:
+    f = next(f for f in dataclasses.fields(section) if f.name == name)
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return getattr(section, name) != default
+
+
+def _validate_reward_source(p) -> None:
+    """Every proxy key either applies to proxy.backend or is an error naming it."""
+    for backend, keys in _SOURCE_KEYS.items():
+        for k in keys:
+            if p.backend != backend and _changed(p, k):
+                raise ConfigError(f"proxy.{k}", f"applies to proxy.backend={backend} only; the "
+                                  f"backend is {p.backend}, so it would be ignored.",
+                                  f"remove proxy.{k}, or set proxy.backend={backend}.")
+    if p.backend not in _SOURCE_KEYS:
+        return
+    for k in _TRAINING_ONLY:
+        if _changed(p, k):
+            raise ConfigError(f"proxy.{k}", f"shapes a trained proxy, and proxy.backend="
+                              f"{p.backend} trains nothing (rewards are taken as given), so "
+                              "it would be ignored.", f"remove proxy.{k}.")
+    if p.backend == "reward_model":
+        if bool(p.reward_models) == bool(p.reward_model):
+            raise ConfigError("proxy.reward_models", "proxy.backend=reward_model needs exactly "
+                              "one of proxy.reward_models (aspect -> model folder) and "
+                              "proxy.reward_model (one multi-output model folder).",
+                              "set one of them.")
+        if p.reward_model and not p.reward_outputs:
+            raise ConfigError("proxy.reward_outputs", "proxy.reward_model is one multi-output "
+                              "model: which output is which aspect is not known.",
+                              "map every aspect: proxy.reward_outputs={aspect: index or label}.")
+        if p.reward_outputs and not p.reward_model:
+            raise ConfigError("proxy.reward_outputs", "maps outputs of proxy.reward_model, "
+                              "which is not set.", "set proxy.reward_model, or remove it.")
+        if p.reward_max_length < 8:
+            raise ConfigError("proxy.reward_max_length", f"{p.reward_max_length} is too short.",
+                              "use >= 8 tokens (1024 is the default).")

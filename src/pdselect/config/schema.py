@@ -120,11 +120,14 @@ class MultiheadConfig:
 
 @dataclass
 class ProxyConfig:
-    backend: Literal["frozen_encoder", "multihead"] = _f(
+    backend: Literal["frozen_encoder", "multihead", "scores", "reward_model"] = _f(
         "frozen_encoder", "frozen_encoder: cached embeddings + one Bradley-Terry head per aspect "
         "(CPU, seconds). multihead: ONE fine-tuned backbone (proxy.model_path) with a scalar "
         "head per aspect + the unified head, trained jointly (proxy.multihead; GPU "
-        "recommended).")
+        "recommended). scores: YOUR per-response scores or per-pair gaps "
+        "(proxy.scores_path / proxy.score_columns), nothing trained. reward_model: local "
+        "off-the-shelf reward model(s) scored as they are (proxy.reward_models / "
+        "proxy.reward_outputs), nothing trained.")
     encoder: str = _f("minilm", "Encoder for frozen_encoder: 'minilm' (the bundled "
                                 "all-MiniLM-L6-v2) or a local model folder.")
     max_input_tokens: int = _f(192, "Input (prompt/context) tokens kept, truncated from the LEFT "
@@ -185,6 +188,36 @@ class ProxyConfig:
                 "AUC, docs/BENCHMARKS.md), float32 elsewhere (GPUs included until measured).")
     cache_dir: str = _f("", "Embedding cache folder (content-hashed; reused across runs). "
                             "Empty: $PDSELECT_CACHE or ~/.cache/pdselect.")
+    # scores backend (reward/scores.py): the user's own per-aspect scores, nothing trained
+    scores_path: str = _f("", "scores backend: CSV/TSV/JSON/JSONL/Parquet file with your scores "
+                              "(empty: data.path, the file the ratings come from). Rows are "
+                              "matched to responses by input_id + response_id when the file has "
+                              "both columns, else by the input and response texts.")
+    score_columns: dict[str, str] = _f({}, "scores backend: aspect -> the column holding its "
+                                           "score (higher = better); the key 'unified' maps a "
+                                           "holistic score for the margin baseline. Empty: the "
+                                           "columns named score_<aspect> or <aspect>_score.")
+    score_kind: Literal["auto", "response", "pair"] = _f(
+        "auto", "scores backend: response = one score per response (key columns input/prompt + "
+                "response, or input_id + response_id); pair = one gap per pair, score(chosen) - "
+                "score(rejected) (key columns input/prompt + chosen + rejected); auto: pair when "
+                "the file has chosen and rejected columns.")
+    # reward_model backend (reward/reward_model.py): off-the-shelf RMs, score only
+    reward_models: dict[str, str] = _f({}, "reward_model backend: aspect -> local Hugging Face "
+                                           "sequence-classification model folder (one output "
+                                           "each). The key 'unified' names a holistic RM for "
+                                           "the margin baseline.")
+    reward_model: str = _f("", "reward_model backend: ONE local multi-output reward model "
+                               "folder whose outputs proxy.reward_outputs maps to aspects.")
+    reward_outputs: dict[str, Any] = _f({}, "reward_model backend with proxy.reward_model: "
+                                            "aspect -> output index (int) or label name (the "
+                                            "model config's id2label); 'unified' likewise.")
+    reward_max_length: int = _f(1024, "reward_model backend: tokens per (input, response) "
+                                      "text; the input is cut from the left, the response "
+                                      "from the right.")
+    trust_remote_code: bool = _f(False, "reward_model backend: let transformers run the model "
+                                        "folder's own Python code (needed by some multi-"
+                                        "objective RMs). Off unless you trust the folder.")
     # multihead backend (reward/multihead.py)
     model_path: str = _f("minilm", "multihead backend: the backbone. 'minilm' (bundled encoder, "
                                    "mean pooling), 'smollm2' (bundled causal LM, last token), "
@@ -271,6 +304,12 @@ class SelectConfig:
                     "prompt column, chosen/rejected = the whole conversation (TRL extracts the "
                     "shared prefix). sharegpt: LLaMA-Factory's conversations + chosen + "
                     "rejected with from/value (select/dataset_info.json has its entry).")
+    token_check: Literal["auto", "on", "off"] = _f(
+        "auto", "Count the exported pairs a trainer would drop (prompt alone >= "
+                "align.max_length tokens: TRL 1.16 drops them) or truncate, with align.policy's "
+                "tokenizer (select/meta.json, the dataset card). auto: when the tokenizer loads "
+                "cheaply (a local folder, or smollm2 already converted); on: always (an error "
+                "if it cannot); off: never.")
     inspect_top: int = _f(10, "Kept and dropped pairs listed (each) in report.html, with their "
                               "per-aspect gaps; every pair is in select/inspect.parquet.")
 

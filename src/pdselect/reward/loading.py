@@ -39,6 +39,8 @@ def load_proxy_models(out_dir: str | Path, cfg) -> ProxyModels:
     elif meta["backend"] == "multihead":
         from .multihead import MultiheadScorer
         scorer = MultiheadScorer.load(out_dir, cfg)
+    elif meta["backend"] in ("scores", "reward_model"):
+        scorer = _score_only_scorer(out_dir, meta["backend"], cfg)
     elif meta["backend"] == "trl":
         raise StageError(f"{f}: saved by the removed 'trl' backend (one model per aspect). "
                          "Fix: re-run the proxy stage with proxy.backend=multihead.")
@@ -46,3 +48,19 @@ def load_proxy_models(out_dir: str | Path, cfg) -> ProxyModels:
         raise StageError(f"{f}: unknown proxy backend {meta['backend']!r}.")
     return ProxyModels(meta["aspects"], meta["metrics"], scorer, meta.get("info"),
                        shrink=float(getattr(cfg, "uncertainty_shrink", 0.0) or 0.0))
+
+
+def _score_only_scorer(out_dir: Path, backend: str, cfg):
+    """A score-only backend's scorer, wrapped in its saved standardiser when it has one (the
+    margin baseline's mean of standardised aspect rewards, reward/fixed.py)."""
+    from .fixed import STANDARDISER_FILE, StandardisedMean
+
+    if backend == "scores":
+        from .scores import ScoreLookup
+        inner = ScoreLookup.load(out_dir, cfg)
+    else:
+        from .reward_model import RewardModelScorer
+        inner = RewardModelScorer.load(out_dir, cfg)
+    if (out_dir / STANDARDISER_FILE).exists():
+        return StandardisedMean.load(inner, out_dir)
+    return inner

@@ -75,3 +75,20 @@ def input_fingerprint(data_cfg) -> dict:
     return {"kind": "files", "root": str(Path(root).resolve()), "n_files": len(entries),
             "n_bytes": int(sum(e[1] for e in entries)),
             "digest": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+
+
+def reward_source_fingerprint(proxy_cfg) -> dict:
+    """Digests of the files a score-only reward source reads (proxy.scores_path, the reward
+    model folders), so editing one in place invalidates the proxy stage like a data edit does.
+    Empty for the trained backends (their inputs are the data and the config)."""
+    paths = []
+    if proxy_cfg.backend == "scores" and proxy_cfg.scores_path:
+        paths = [proxy_cfg.scores_path]
+    elif proxy_cfg.backend == "reward_model":
+        paths = [proxy_cfg.reward_model] if proxy_cfg.reward_model else \
+            sorted(set(proxy_cfg.reward_models.values()))
+    out = {}
+    for p in paths:
+        fp = input_fingerprint(type("Src", (), {"path": p, "hf_split": "", "preference_path": ""}))
+        out[f"_reward_source:{p}"] = fp["digest"]
+    return out

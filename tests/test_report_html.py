@@ -19,6 +19,8 @@ from pdselect.config import load_config
 from pdselect.pipeline import run_pipeline
 from pdselect.report.run_report import md_escape, selection_warnings
 from pdselect.report.html import num, render_html
+from pdselect.report.html_pairs import END_ROWS, NEAR_ROWS
+from pdselect.report.html_style import SCRIPT
 from pdselect.reward.diagnostics import interval_of
 
 HOSTILE = "x|y*z_`<b>"  # an aspect name that would open HTML
@@ -99,11 +101,13 @@ def hostile_run(tmp_path_factory):
 
 def test_sections_and_embedded_figures(hostile_run):
     run_dir, _, text, page, _ = hostile_run
-    assert text.startswith("<!DOCTYPE html>") and "<script" not in text.replace(
-        html.escape("<script"), "")
-    for sec in ("summary", "warnings", "proxies", "pd", "conflict", "length", "coverage",
-                "kept", "dropped"):
+    assert text.startswith("<!DOCTYPE html>")
+    # one inline script, ours (sort/filter); no user text opens another
+    assert text.count("<script") == 1 and f"<script>{SCRIPT}</script>" in text
+    for sec in ("verdict", "summary", "warnings", "counts", "proxies", "pd", "conflict",
+                "length", "coverage", "cutoff", "pairs", "kept", "dropped", "run"):
         assert sec in page.sections, sec
+    assert list(page.sections)[0] == "verdict"  # the verdict comes first
     assert 'id="conflict-proxy"' in text and 'id="conflict-true"' in text
     pngs = [s for s in page.images if s.startswith("data:image/png;base64,")]
     assert len(pngs) == 4  # PD histogram, two conflict matrices, length shift
@@ -116,7 +120,7 @@ def test_sections_and_embedded_figures(hostile_run):
 
 def test_every_user_text_is_escaped(hostile_run):
     _, _, text, page, _ = hostile_run
-    assert EVIL not in text and "<script>" not in text and HOSTILE not in text
+    assert EVIL not in text and text.count("<script>") == 1 and HOSTILE not in text
     assert html.escape(EVIL, quote=True) in text and html.escape(HOSTILE, quote=True) in text
     # and the parsed page shows them as the literal text they are
     assert HOSTILE in [r[0] for r in page.table("proxies")[1:]]
@@ -163,9 +167,10 @@ def test_numbers_equal_the_run_tables(hostile_run):
     pair_rows = [r for r in page.table("kept") if len(r) > 1][1:]
     by_id = insp.set_index("pair_id")
     for pid, r in zip(kept_ids, pair_rows):
-        want = [num(int(by_id.at[pid, "rank"])), by_id.at[pid, "aspect"],
-                num(by_id.at[pid, "pd"])] + [num(by_id.at[pid, f"norm__{a}"]) for a in aspects]
-        assert r[:3 + len(aspects)] == want
+        want = [num(int(by_id.at[pid, "rank"])), "\u2714 kept", by_id.at[pid, "aspect"],
+                num(by_id.at[pid, "pd"])] + [_arrow(by_id.at[pid, f"norm__{a}"])
+                                             + num(by_id.at[pid, f"norm__{a}"]) for a in aspects]
+        assert r[:4 + len(aspects)] == want
 
 
 def test_warnings_reach_markdown_html_and_log(hostile_run):
@@ -179,6 +184,66 @@ def test_warnings_reach_markdown_html_and_log(hostile_run):
         assert any(w in m for m in logged), w
     assert any("on only" in w or "not better than chance" in w
                for w in rep["warnings"])
+
+
+def _arrow(v) -> str:
+    """The symbol a gap cell shows beside its number (meaning not by colour alone)."""
+    return "\u25b2" if v > 0 else "\u25bc" if v < 0 else "\u25cf"
+
+
+def test_verdict_counts_versions_and_unified_row_match_the_report(hostile_run):
+    run_dir, _, text, page, _ = hostile_run
+    rep = json.loads((run_dir / "report.json").read_text())
+    v = rep["verdict"]
+    assert html.escape(v["text"], quote=True) in text
+    assert f"(confidence: {v['confidence']})" in text
+    md = (run_dir / "report.md").read_text()
+    assert md.index("## Verdict") < md.index("## Warnings")  # first in report.md too
+    counts = {r[0]: r for r in page.table("counts")[1:]}
+    assert counts["select"][1] == num(rep["selection"]["n_selected"])
+    assert counts["aggregate"][1] == num(rep["aggregate"]["n_pairs"])
+    reasons = {r[2]: r[3] for r in page.table("counts", 1)[1:]}
+    assert reasons == {k: num(n) for st in ("ingest", "aggregate")
+                       for k, n in rep[st]["rejects"].items()}
+    times = {r[0]: r[1] for r in page.table("run")[1:]}
+    assert times == {k: num(s["wall_seconds"]) for k, s in rep["manifest"]["stages"].items()}
+    versions = {r[0]: r[1] for r in page.table("run", 1)[1:]}
+    assert versions["pdselect"] == rep["manifest"]["environment"]["versions"]["pdselect"]
+    proxies = [r[0] for r in page.table("proxies")[1:]]
+    assert ("(unified, margin baseline)" in proxies) == ("unified" in rep["proxy"])
+    weights = {r[0]: r[5] for r in page.table("proxies")[1:]}
+    for a, w in rep["pd_weights"]["weights"].items():
+        assert weights[a] == num(w)
+
+
+def test_review_table_both_sides_of_the_cut_off(hostile_run):
+    run_dir, _, text, page, _ = hostile_run
+    insp = pd.read_parquet(run_dir / "select" / "inspect.parquet").sort_values("rank")
+    rows = page.row_attrs["pairs"]
+    kept, dropped = insp[insp["kept"]], insp[~insp["kept"]]
+    want = set(kept["pair_id"].tail(NEAR_ROWS)) | set(dropped["pair_id"].head(NEAR_ROWS)) \
+        | set(insp["pair_id"].head(END_ROWS)) | set(insp["pair_id"].tail(END_ROWS))
+    ids = [a["data-pair-id"] for a in rows]
+    assert set(ids) == want and ids == [p for p in insp["pair_id"] if p in want]  # rank order
+    assert f"Showing {len(want)} of {len(insp)} pool pairs" in text
+    assert {a["data-kept"] for a in rows} == {"kept", "dropped"}
+    table = page.table("pairs")
+    assert table[0][:4] == ["rank", "kept", "aspect", "PD"]
+    assert all(r[1] in ("\u2714 kept", "\u2716 dropped") for r in table[1:])
+    # the pairs with texts on both sides of the cut-off
+    near_k = [a["data-pair-id"] for a in page.row_attrs["cutoff"]]
+    assert near_k[:5] == kept["pair_id"].tail(5).tolist()
+    assert near_k[5:] == dropped["pair_id"].head(5).tolist()
+    # the page's filter controls and sortable headers
+    for needle in ('id="pair-filter"', 'id="pair-kept"', 'id="pair-aspect"', "aria-sort"):
+        assert needle in text
+
+
+def test_palette_is_colour_blind_safe_and_not_colour_alone(hostile_run):
+    _, _, text, _, _ = hostile_run
+    assert "214,39,40" not in text and "44,160,44" not in text  # the old red / green
+    assert "0,114,178" in text and "213,94,0" in text           # Okabe-Ito blue, vermillion
+    assert 'class="arr"' in text and "\u2714 kept" in text
 
 
 def _report(**over):

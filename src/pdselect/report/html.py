@@ -1,20 +1,20 @@
-"""``report.html``: one static page (no server, no script, no network) to see what was kept
-and why. Written by the report stage next to report.md, from the same ``report`` dict.
+"""``report.html``: one static page (no server, no network, one small inline script) to
+review what was kept and why. Written by the report stage next to report.md, from the same
+``report`` dict, with everything report.md has.
 
-Sections: summary (budget, PD cut-off, the TRL dataset folder, hold-out), warnings, proxies
-(held-out accuracy with 95% CI), the PD histogram, the aspect x aspect conflict matrix (from the
-proxies, and from the true ratings when they exist), the length shift (pool vs kept), coverage,
-the comparison against the hidden overall preference (when known), and the top kept and dropped
-pairs with their per-aspect normalised gaps. Figures are PNGs saved in ``<run>/report/`` and
-embedded as base64; every user text (prompts, responses, aspect names, paths) is escaped with
-``html.escape``. Without matplotlib the page keeps its tables and says the figures are missing.
+Sections: the verdict (first), summary (budget, PD cut-off, the TRL dataset folder, hold-out),
+warnings, counts per stage and reject reasons, proxies (held-out accuracy with 95% CI, PD
+weight, the unified model's row), the PD histogram, the aspect x aspect conflict matrix, the
+length shift, coverage, the comparison against the hidden overall preference (when known), the
+pairs nearest the cut-off on both sides, a sortable and filterable table of kept and dropped
+pairs (html_pairs.py), the top kept and dropped pairs, stage times and versions. Figures are
+PNGs saved in ``<run>/report/`` and embedded as base64; every user text is escaped with
+``html.escape``. Colours are Okabe-Ito and always come with a word, number or symbol.
 """
 
 from __future__ import annotations
 
 import base64
-import html
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,24 +22,12 @@ import pandas as pd
 
 from ..run.artifacts import RunDir
 
+from .html_pairs import (VERMILLION, esc, num, pairs_table, review_rows,  # noqa: F401
+                         review_table)
+from .html_style import CSS, SCRIPT
+
 FIGURES = {"pd_histogram": "PD histogram", "conflict_proxy": "aspect conflict (proxies)",
            "conflict_true": "aspect conflict (true ratings)", "length_shift": "length shift"}
-TEXT_SHOWN = 600  # characters of each text shown before "more"
-
-
-def esc(x) -> str:
-    return html.escape("" if x is None else str(x), quote=True)
-
-
-def num(v, digits: int = 3) -> str:
-    """A number as the page shows it (the tests compare the run's tables through this)."""
-    if v is None or (isinstance(v, (float, np.floating)) and not math.isfinite(v)):
-        return "n/a"
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    return f"{float(v):.{digits}f}"
 
 
 # ----------------------------------------------------------------------------- figures
@@ -116,79 +104,13 @@ def _heat(m: dict) -> str:
                 cells.append(_Raw('<span class="na">&mdash;</span>'))
             else:
                 alpha = min(1.0, float(v) / 0.5)
-                cells.append(_Raw(f'<span class="heat" style="background:rgba(214,39,40,'
-                                  f'{0.85 * alpha:.2f})">{num(v, 2)}</span>'))
+                cells.append(_Raw(f'<span class="heat" style="background:rgba({VERMILLION},'
+                                  f'{0.75 * alpha:.2f})">{num(v, 2)}</span>'))
         rows.append(cells)
     return _table(["label aspect \u2193 / other aspect \u2192", *names], rows, "matrix")
 
 
-def _text(label: str, t) -> str:
-    t = "" if t is None else str(t)
-    body = esc(t[:TEXT_SHOWN])
-    if len(t) > TEXT_SHOWN:
-        body += (f'<details><summary>&hellip; {len(t) - TEXT_SHOWN} more characters'
-                 f'</summary>{esc(t[TEXT_SHOWN:])}</details>')
-    return (f'<div class="txt"><div class="lab">{esc(label)}</div>'
-            f'<div class="body">{body}</div></div>')
-
-
-def _pairs(rows: list[dict], aspects: list[str], section: str) -> str:
-    if not rows:
-        return '<p class="note">None.</p>'
-    head = ["rank", "aspect", "PD", *[f"Δn {a}" for a in aspects], "len chosen", "len rejected"]
-    out = [f'<table class="pairs" data-section="{esc(section)}"><thead><tr>'
-           + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"]
-    for r in rows:
-        cells = [f'<td class="rank">{num(r["rank"])}</td>', f"<td>{esc(r['aspect'])}</td>",
-                 f'<td class="pd">{num(r["pd"])}</td>']
-        for a in aspects:
-            v = r.get(f"norm__{a}")
-            own = " own" if a == r["aspect"] else ""
-            if v is None or not math.isfinite(v):
-                cells.append(f'<td class="gap{own}">n/a</td>')
-                continue
-            colour = "44,160,44" if v > 0 else "214,39,40"
-            cells.append(f'<td class="gap{own}" style="background:rgba({colour},'
-                         f'{0.7 * min(1.0, abs(v)):.2f})">{num(v)}</td>')
-        cells += [f"<td>{num(r['len_chosen'])}</td>", f"<td>{num(r['len_rejected'])}</td>"]
-        out.append(f'<tr class="pair" data-pair-id="{esc(r["pair_id"])}">' + "".join(cells)
-                   + "</tr>")
-        out.append(f'<tr class="texts"><td colspan="{len(head)}"><div class="three">'
-                   + _text("prompt", r.get("prompt")) + _text("chosen", r.get("chosen"))
-                   + _text("rejected", r.get("rejected")) + "</div></td></tr>")
-    return "".join(out) + "</tbody></table>"
-
-
 # ----------------------------------------------------------------------------- page
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;
-padding:16px 24px;color:#222;line-height:1.4}
-h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;border-bottom:1px solid #ddd;
-padding-bottom:3px;margin-top:1.6em}h3{font-size:1em;margin:1em 0 .3em}
-table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f4f4f4}
-td.gap,td.pd,td.rank{text-align:right;font-variant-numeric:tabular-nums}
-td.own{outline:2px solid #333;outline-offset:-2px;font-weight:600}
-table.matrix td{text-align:center}.heat{display:inline-block;min-width:3em;padding:1px 4px}
-.na{color:#aaa}
-.warn{background:#fff4e5;border:1px solid #f0b45a;border-radius:4px;padding:8px 14px 8px 2.2em}
-.warn li{margin:.25em 0}.ok{background:#eef8ee;border:1px solid #9c9;border-radius:4px;
-padding:8px 14px}
-.note{color:#666;font-size:.9em}
-img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
-.figs{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-tr.texts td{background:#fcfcfc;padding:6px}
-.three{display:grid;grid-template-columns:1fr 1fr 1fr;gap:8px}
-.txt .lab{font-size:.75em;text-transform:uppercase;color:#777;letter-spacing:.05em}
-.txt .body{white-space:pre-wrap;max-height:11em;overflow:auto;font-size:.85em;
-border:1px solid #eee;padding:4px;background:#fff}
-code{background:#f4f4f4;padding:0 3px}
-dl.kv{display:grid;grid-template-columns:max-content auto;gap:2px 14px}dl.kv dt{color:#555}
-dl.kv dd{margin:0}
-"""
-
-
 def _summary(r: dict, cfg) -> str:
     s, agg = r["selection"], r["aggregate"]
     budget = (f"{cfg.select.budget_count} pairs" if cfg.select.budget_count
@@ -229,18 +151,119 @@ def render_html(r: dict, cfg, figures: dict[str, Path] | None = None) -> str:
     P = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
          f"<title>pdselect report: {esc(r['source'])}</title>",
          f"<style>{CSS}</style></head><body>",
-         f"<h1>pdselect report: {esc(r['source'])}</h1>",
-         '<section id="summary"><h2>Summary</h2>', _summary(r, cfg), "</section>"]
+         f"<h1>pdselect report: {esc(r['source'])}</h1>"]
+    P += _verdict_section(r.get("verdict"))
+    P += ['<section id="summary"><h2>Summary</h2>', _summary(r, cfg), "</section>"]
     P += _warnings_section(r)
+    P += _counts_section(r)
     P += _proxies_section(r)
     P += _pd_section(figures)
     P += _conflict_section(r, figures)
     P += _length_section(s, figures)
     P += _coverage_section(s)
     P += _comparison_section(s)
+    P += _cutoff_section(s, aspects)
+    P += _review_section(r, aspects)
     P += _examples_sections(s, aspects)
-    P.append("</body></html>")
+    P += _run_section(r)
+    P.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(P)
+
+
+_VERDICT_LOOK = {"clear": ("clear", "\u2714"), "cannot tell": ("cannot", "?"),
+                 "none": ("none", "\u2716")}
+
+
+def _verdict_section(v: dict | None) -> list[str]:
+    """The verdict, its confidence as a word and a symbol, and the evidence table."""
+    if not v:
+        return []
+    cls, icon = _VERDICT_LOOK.get(v["confidence"], ("", "\u2022"))
+    e = v["evidence"]
+    P = ['<section id="verdict"><h2>Verdict</h2>',
+         f'<div class="verdict {cls}"><span class="badge">{icon} '
+         f'{esc(v["selector"] or "no selector")} (confidence: {esc(v["confidence"])})</span>'
+         f'{esc(v["text"])}</div>']
+    if e.get("auc"):
+        diffs, kept = e.get("differences_vs_best", {}), e.get("kept", {})
+        rows = [[m, a["auc"], _ci(a["ci95"]), diffs[m]["diff"] if m in diffs else "best",
+                 _ci(diffs[m]["ci95"]) if m in diffs else "",
+                 _ci(kept.get(m, {}).get("agreement_ci95"))] for m, a in e["auc"].items()]
+        P.append(_table(["selector", "conflict AUC", "95% CI (DeLong)", "best minus this",
+                         "95% CI of the difference", "kept agreeing with overall, 95% CI"],
+                        rows))
+    if e.get("jaccard_pd_margin") is not None:
+        P.append(f'<p class="note">Overlap of PD\'s and the margin\'s kept sets (Jaccard): '
+                 f'{num(e["jaccard_pd_margin"])}.</p>')
+    return P + [f'<p class="note">Intervals: {esc(e["method"])}.</p>', "</section>"]
+
+
+def _ci(lo_hi) -> str:
+    if not lo_hi or any(x is None or not np.isfinite(x) for x in lo_hi):
+        return "n/a"
+    return f"{num(lo_hi[0])}\u2013{num(lo_hi[1])}"
+
+
+def _counts_section(r: dict) -> list[str]:
+    """What each stage kept and dropped, and the reject reasons (as in report.md)."""
+    from .markdown import _reject_kind, split_ingest_rejects
+
+    ing, agg, s = r["ingest"], r["aggregate"], r["selection"]
+    dropped, ratings = split_ingest_rejects(ing["rejects"])
+    what = "responses" if ing["kind"] == "rated" else "pairs"
+    rows = [["ingest", ing.get("n_responses", ing.get("n_pairs")), what,
+             f"{dropped} records/{what} dropped, {ratings} ratings rejected (response kept)"],
+            ["aggregate", agg["n_pairs"], f"pairs ({agg['n_train']} train / {agg['n_test']} test)",
+             f"{sum(agg['rejects'].values())} pairs dropped"],
+            ["select", s["n_selected"], f"of {s['n_pool']} train pairs",
+             f"{s['n_pool'] - s['n_selected']} pairs not selected"]]
+    drops = [[st, _reject_kind(st, reason, ing["kind"]), reason, n]
+             for st in ("ingest", "aggregate") for reason, n in r[st]["rejects"].items()]
+    P = ['<section id="counts"><h2>Counts per stage</h2>',
+         _table(["stage", "kept", "what", "dropped or rejected"], rows)]
+    if drops:
+        P += ['<p class="note">Dropped or set aside, by reason (details in each stage\'s '
+              "rejects.jsonl):</p>", _table(["stage", "what", "reason", "count"], drops)]
+    return P + ["</section>"]
+
+
+def _run_section(r: dict) -> list[str]:
+    """Stage times and the versions of the run (manifest.json)."""
+    man = r.get("manifest", {})
+    env = man.get("environment", {})
+    vers = [[k, v] for k, v in env.get("versions", {}).items()]
+    vers += [[k, env[k]] for k in ("python", "platform", "git_sha") if k in env]
+    return ['<section id="run"><h2>Stage times and versions</h2>',
+            '<div class="figs">',
+            _table(["stage", "seconds"], [[k, v.get("wall_seconds")]
+                                          for k, v in man.get("stages", {}).items()]),
+            _table(["package", "version"], vers), "</div></section>"]
+
+
+def _cutoff_section(s: dict, aspects: list[str]) -> list[str]:
+    """The kept pairs last in selector order and the dropped pairs first in it."""
+    ex = s.get("examples", {})
+    if "near_kept" not in ex:
+        return []
+    return ['<section id="cutoff"><h2>Pairs nearest the cut-off</h2>',
+            '<p class="note">Where the budget decided: the last kept pairs and the first '
+            "dropped ones in the selector's order.</p><h3>Last kept</h3>",
+            pairs_table(ex.get("near_kept", []), aspects, "near-kept"),
+            "<h3>First dropped</h3>", pairs_table(ex.get("near_dropped", []), aspects,
+                                                  "near-dropped"), "</section>"]
+
+
+def _review_section(r: dict, aspects: list[str]) -> list[str]:
+    """The sortable, filterable table; skipped when the run's inspection table is gone."""
+    root = Path(r["run_dir"])
+    if not (root / "select").is_dir():
+        return []
+    rows, n_pool = review_rows(root)
+    return ['<section id="pairs"><h2>Kept and dropped pairs</h2>',
+            review_table(rows, n_pool, aspects).replace('<table id="pair-table"',
+                                                        '<div class="scroll"><table '
+                                                        'id="pair-table"', 1)
+            + "</div>", "</section>"]
 
 
 def _warnings_section(r: dict) -> list[str]:
@@ -253,16 +276,27 @@ def _warnings_section(r: dict) -> list[str]:
 
 def _proxies_section(r: dict) -> list[str]:
     """Each aspect proxy's held-out accuracy with its 95% interval."""
+    from ..reward.diagnostics import interval_of
+
     ci = r.get("proxy_ci95", {})
+    pw = r.get("pd_weights") or {}
+    w = pw.get("weights", {})
     rows = [[a, m.get("n_train"), m.get("n_val"), m.get("val_accuracy"),
-             f"{num(ci.get(a, [None])[0])}\u2013{num(ci.get(a, [None, None])[1])}",
+             f"{num(ci.get(a, [None])[0])}\u2013{num(ci.get(a, [None, None])[1])}", w.get(a),
              m.get("length_corr_before"), m.get("length_corr_after")]
             for a, m in r["proxy"].get("aspects", {}).items()]
+    if "unified" in r["proxy"]:
+        m = next(iter(r["proxy"]["unified"].values()))
+        rows.append(["(unified, margin baseline)", m.get("n_train"), m.get("n_val"),
+                     m.get("val_accuracy"), _ci(interval_of(m)), None,
+                     m.get("length_corr_before"), m.get("length_corr_after")])
+    note = (f"PD weights used (score.weighting={esc(pw['weighting'])}): {esc(pw['rule'])}. "
+            if pw else "")
     return ['<section id="proxies"><h2>Proxy reward models</h2>',
             _table(["aspect", "train pairs", "held-out pairs", "held-out accuracy", "95% CI",
-                    "reward-length r (rho=0)", "reward-length r (debiased)"], rows),
-            '<p class="note">A proxy whose interval is not above 0.5 adds noise to PD.</p>',
-            "</section>"]
+                    "PD weight", "reward-length r (rho=0)", "reward-length r (debiased)"], rows),
+            f'<p class="note">{note}A proxy whose interval is not above 0.5 adds noise to '
+            "PD.</p>", "</section>"]
 
 
 def _pd_section(figures: dict) -> list[str]:
@@ -319,8 +353,10 @@ def _comparison_section(s: dict) -> list[str]:
             f'<p class="note">Pool: {num(c["pool"]["n_pairs"])} pairs, conflict rate '
             f'{num(c["pool"]["conflict_rate"])}. AUC: how well the selector\'s keep-score '
             "separates pairs agreeing with the overall preference.</p>",
-            _table(["selector", "conflict AUC", "kept", "conflict rate of kept"],
-                   [[m, v.get("auc"), v["n_selected"], v["conflict_rate"]]
+            _table(["selector", "conflict AUC", "kept", "conflict rate of kept",
+                    "agreement of kept, 95% CI (Wilson)"],
+                   [[m, v.get("auc"), v["n_selected"], v["conflict_rate"],
+                     _ci(v.get("agreement_ci95"))]
                     for m, v in c.items() if m != "pool"]), "</section>"]
 
 
@@ -330,8 +366,9 @@ def _examples_sections(s: dict, aspects: list[str]) -> list[str]:
     return ['<section id="kept"><h2>Top kept pairs</h2>',
             '<p class="note">First in the selector\'s order. &Delta;n: each aspect\'s normalised '
             "proxy gap (chosen minus rejected, in [&minus;1, 1]); the framed cell is the pair's "
-            "label aspect. Green: that aspect prefers the chosen response.</p>",
-            _pairs(ex.get("kept", []), aspects, "kept"), "</section>",
+            "label aspect. \u25b2 blue: that aspect prefers the chosen response; \u25bc "
+            "vermillion: the rejected one.</p>",
+            pairs_table(ex.get("kept", []), aspects, "kept"), "</section>",
             '<section id="dropped"><h2>Top dropped pairs</h2>',
             '<p class="note">Last in the selector\'s order (for PD: the most conflicting).</p>',
-            _pairs(ex.get("dropped", []), aspects, "dropped"), "</section>"]
+            pairs_table(ex.get("dropped", []), aspects, "dropped"), "</section>"]

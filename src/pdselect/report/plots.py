@@ -14,15 +14,18 @@ import pandas as pd
 
 #: the order methods are listed in, in tables and legends (unknown ones last)
 METHOD_ORDER = ["ALL", "OVA", "AVG", "DFPO", "RAND", "RAF", "PD-rati", "PD", "PD-high", "PD-nl",
-                "IRG"]
+                "IRG", "LONGER"]
 CONFLICT_ORDER = ["natural", "0.1", "0.2", "0.3"]
 FULL_DATA = ("ALL", "OVA", "AVG", "DFPO")
-METHOD_COLOURS = {"ALL": "#000000", "OVA": "#8c564b", "AVG": "#bcbd22", "DFPO": "#9467bd",
-                  "RAND": "#7f7f7f", "RAF": "#ff7f0e", "PD-rati": "#2ca02c", "PD": "#d62728",
-                  "PD-high": "#1f77b4", "PD-nl": "#e377c2", "IRG": "#17becf"}
+# Okabe-Ito (colour-blind safe) for the main methods, Tol's muted colours for the rest
+METHOD_COLOURS = {"ALL": "#000000", "OVA": "#8c564b", "AVG": "#999933", "DFPO": "#882255",
+                  "RAND": "#7f7f7f", "RAF": "#E69F00", "PD-rati": "#009E73", "PD": "#D55E00",
+                  "PD-high": "#0072B2", "PD-nl": "#CC79A7", "IRG": "#56B4E9",
+                  "LONGER": "#332288"}
 _SPARE = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2",
           "#dbdb8d", "#9edae5"]
-KEPT, DROPPED = "#d62728", "#9e9e9e"
+KEPT, DROPPED = "#0072B2", "#9e9e9e"
+AGREES, CONFLICTS = "#009E73", "#D55E00"
 
 
 def method_order(methods) -> list[str]:
@@ -145,8 +148,8 @@ def pd_histogram(pd_values: np.ndarray, agrees: np.ndarray, out: Path, title: st
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     pd_values, agrees = np.asarray(pd_values, np.float64), np.asarray(agrees, np.float64)
     bins = np.linspace(np.nanmin(pd_values), np.nanmax(pd_values), 30)
-    for mask, label, colour in ((agrees == 1, "agrees with overall", "#2ca02c"),
-                                (agrees == 0, "conflicts with overall", "#d62728")):
+    for mask, label, colour in ((agrees == 1, "agrees with overall", AGREES),
+                                (agrees == 0, "conflicts with overall", CONFLICTS)):
         if mask.any():
             ax.hist(pd_values[mask], bins=bins, alpha=0.6, density=True, label=label,
                     color=colour)
@@ -213,8 +216,8 @@ def run_pd_histogram(pd_values: np.ndarray, kept: np.ndarray, cutoff: float | No
     if two:
         ax2 = axes[0][1]
         agrees = np.asarray(agrees, np.float64)
-        for mask, label, colour in ((agrees == 1, "agrees with overall", "#2ca02c"),
-                                    (agrees == 0, "conflicts with overall", "#d62728")):
+        for mask, label, colour in ((agrees == 1, "agrees with overall", AGREES),
+                                    (agrees == 0, "conflicts with overall", CONFLICTS)):
             if mask.any():
                 ax2.hist(pd_values[mask], bins=bins, alpha=0.6, density=True, label=label,
                          color=colour)

@@ -27,6 +27,7 @@ def _length_stats(pairs: pd.DataFrame) -> dict:
 LENGTH_SHARE_RISE = 0.05   # share of pairs with the chosen response longer (absolute)
 LENGTH_MEAN_RISE = 0.10    # mean chosen length (relative)
 CONFLICT_DROP_WARN = 0.5   # conflict-level subsampling dropping more than this share of the pool
+NEAR_CUTOFF = 5            # pairs with texts on each side of the cut-off (the table has more)
 _CONFLICT_REASON = "conflict-level subsampling"
 
 
@@ -50,18 +51,22 @@ def conflict_matrix(pairs: pd.DataFrame, aspects: list[str], prefix: str) -> dic
 
 
 def _examples(inspect: pd.DataFrame, n: int, root) -> dict:
-    """The first ``n`` kept pairs in selector order and the last ``n`` dropped ones (for PD:
-    the most agreeing kept and the most conflicting dropped), texts and per-aspect gaps.
-    ``inspect`` has no texts (load_inspect(texts=False)): only these pairs' texts are read."""
+    """Pairs shown with their texts and per-aspect gaps: the first ``n`` kept pairs in
+    selector order and the last ``n`` dropped ones (for PD: the most agreeing kept and the most
+    conflicting dropped), and the pairs on both sides of the cut-off (the last kept, the first
+    dropped, NEAR_CUTOFF each at most). ``inspect`` has no texts (load_inspect(texts=False)):
+    only these pairs' texts are read."""
     from ..select.export import TEXT_COLUMNS, inspect_texts
 
-    kept = inspect[inspect["kept"]].head(n)
-    dropped = inspect[~inspect["kept"]].tail(n).iloc[::-1]
-    texts = inspect_texts(root, pd.concat([kept["pair_id"], dropped["pair_id"]])).set_index(
-        "pair_id")
+    kept, dropped = inspect[inspect["kept"]], inspect[~inspect["kept"]]
+    near = min(n, NEAR_CUTOFF)
+    parts = {"kept": kept.head(n), "dropped": dropped.tail(n).iloc[::-1],
+             "near_kept": kept.tail(near), "near_dropped": dropped.head(near)}
+    ids = pd.concat([p["pair_id"] for p in parts.values()]).drop_duplicates()
+    texts = inspect_texts(root, ids).set_index("pair_id")
     cols = [c for c in inspect.columns if c not in ("input_id",)] + TEXT_COLUMNS
     return {name: part.join(texts, on="pair_id")[cols].to_dict("records")
-            for name, part in (("kept", kept), ("dropped", dropped))}
+            for name, part in parts.items()}
 
 
 def selection_warnings(report: dict) -> list[str]:

@@ -23,7 +23,7 @@ from pdselect.data.schema import HIDDEN_PREFIX
 
 ASPECTS = ["helpful", "concise"]
 TRL_COLUMNS = ["prompt", "chosen", "rejected", "pair_id", "aspect", "rank", "pd",
-               "gap__helpful", "gap__concise"]
+               "gap__helpful", "gap__concise", "label_source"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def test_dataset_alone_in_its_folder_loads_with_datasets(run, tmp_path):
     from datasets import load_dataset
 
     folder = run / "select" / "dpo"
-    assert sorted(p.name for p in folder.iterdir()) == ["train-00000.parquet"]
+    # no overall label -> no inputs held out -> no test split; the card sits beside the data
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "train-00000.parquet"]
     assert not (run / "select" / "dpo.parquet").exists()  # one copy, in the folder
     dd = _load(folder, tmp_path)
     assert list(dd) == ["train"]
@@ -125,7 +126,7 @@ def test_read_pairs_folder_without_data(tmp_path):
 def test_jsonl_output_is_alone_in_the_folder_too(run, variant, tmp_path):
     root = variant("select.output_format=jsonl")
     folder = root / "select" / "dpo"
-    assert sorted(p.name for p in folder.iterdir()) == ["train-00000.jsonl"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "train-00000.jsonl"]
     ds = _load(folder, tmp_path)["train"]
     ref = pd.read_parquet(run / "select" / "dpo" / "train-00000.parquet")
     assert ds["pair_id"] == ref["pair_id"].tolist() and ds["prompt"] == ref["prompt"].tolist()
@@ -235,7 +236,8 @@ def test_select_pairs_on_rated_responses_returns_the_run_selection(api_run):
     meta = json.loads((root / "select" / "meta.json").read_text())
     assert len(ds) == meta["n_selected"] == math.ceil(0.3 * meta["n_pool"])
     assert ds.column_names == ["prompt", "chosen", "rejected", "pair_id", "aspect", "rank", "pd",
-                               "gap__understandable", "gap__natural", "gap__engaging"]
+                               "gap__understandable", "gap__natural", "gap__engaging",
+                               "label_source"]
     assert ds["rank"] == list(range(len(ds)))
     assert all(a <= b for a, b in zip(ds["pd"], ds["pd"][1:]))  # most negative PD first
     ref = pd.read_parquet(root / "select" / "dpo" / "train-00000.parquet")

@@ -54,18 +54,31 @@ def irg_gaps(cfg, pairs: pd.DataFrame, pool: pd.DataFrame, out: Path) -> np.ndar
 
 
 def policy_tokenizer(cfg):
-    """(tokenizer of align.policy, None) or (None, why not): the token-length check is skipped,
-    not fatal, when no policy is configured or it does not load here (e.g. a hub id offline)."""
-    if not cfg.align.policy:
-        return None, "align.policy is empty"
+    """(tokenizer of align.policy, None) or (None, why not) for the token-length check.
+
+    select.token_check: never -> skipped; always -> loaded (smollm2 converted if it is not yet), a
+    failure is an error; auto -> loaded when that is cheap: a local folder, a hub id that
+    loads, or smollm2 already converted in the cache (converting it takes a minute, which a
+    selection should not pay unasked); otherwise skipped with the reason."""
+    mode = getattr(cfg.select, "token_check", "auto")
+    if mode == "never" or not cfg.align.policy:
+        return None, ("select.token_check=never" if mode == "never" else "align.policy is empty")
+    from .policy import SMOLLM2_NAME, cache_root, resolve_policy
+
+    if (mode == "auto" and cfg.align.policy.lower() in ("smollm2", SMOLLM2_NAME)
+            and not (cache_root() / "models" / SMOLLM2_NAME / "config.json").exists()):
+        return None, ("smollm2 is not converted yet (pdselect align converts it once); "
+                      "select.token_check=always converts it here")
     try:
         from transformers import AutoTokenizer
 
-        from .policy import resolve_policy
-
         return AutoTokenizer.from_pretrained(resolve_policy(cfg.align.policy)), None
-    except Exception as e:  # noqa: BLE001 - any load failure only skips the check
+    except Exception as e:  # noqa: BLE001 - in auto mode any load failure only skips the check
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if mode == "always":
+            raise ConfigError("align.policy", f"{cfg.align.policy!r}: its tokenizer did not "
+                              f"load ({first}) and select.token_check=always.", "give a local "
+                              "model folder, or select.token_check=auto to skip.") from e
         log.warning("select    token-length check skipped: align.policy=%r did not load (%s)",
                     cfg.align.policy, first)
         return None, f"align.policy={cfg.align.policy!r} did not load ({first})"

@@ -304,12 +304,12 @@ class SelectConfig:
                     "prompt column, chosen/rejected = the whole conversation (TRL extracts the "
                     "shared prefix). sharegpt: LLaMA-Factory's conversations + chosen + "
                     "rejected with from/value (select/dataset_info.json has its entry).")
-    token_check: Literal["auto", "on", "off"] = _f(
+    token_check: Literal["auto", "always", "never"] = _f(
         "auto", "Count the exported pairs a trainer would drop (prompt alone >= "
                 "align.max_length tokens: TRL 1.16 drops them) or truncate, with align.policy's "
                 "tokenizer (select/meta.json, the dataset card). auto: when the tokenizer loads "
-                "cheaply (a local folder, or smollm2 already converted); on: always (an error "
-                "if it cannot); off: never.")
+                "cheaply (a local folder, or smollm2 already converted); always: an error "
+                "if it cannot load (converts smollm2 once); never.")
     inspect_top: int = _f(10, "Kept and dropped pairs listed (each) in report.html, with their "
                               "per-aspect gaps; every pair is in select/inspect.parquet.")
 

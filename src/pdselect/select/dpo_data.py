@@ -24,7 +24,8 @@ REQUIRED = ("prompt", "chosen", "rejected")
 def read_pairs(path: Path) -> pd.DataFrame:
     """Parquet or JSON Lines -> DataFrame with at least prompt/chosen/rejected. A folder (the
     select stage's ``select/dpo/``, a ``datasets`` data folder) is read as its data files in
-    name order."""
+    name order: only the ``train-*`` ones when there are any (the held-out ``test-*`` split
+    is for evaluation, never for training)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file does not exist", fix="check the path")
@@ -34,6 +35,8 @@ def read_pairs(path: Path) -> pd.DataFrame:
         if not files:
             raise InputError(path, "folder holds no .parquet or .jsonl file",
                              fix="point at the select stage's select/dpo folder or a file")
+        train = [f for f in files if f.name.startswith("train-")]
+        files = train or files
         return pd.concat([read_pairs(f) for f in files], ignore_index=True)
     if path.suffix in (".parquet", ".pq"):
         df = pd.read_parquet(path)
@@ -44,7 +47,11 @@ def read_pairs(path: Path) -> pd.DataFrame:
                          expected=".parquet or .jsonl", fix="convert the file")
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        raise InputError(path, f"missing columns {missing}", expected="prompt, chosen, rejected",
+        layout = ("; the select stage's implicit_prompt / sharegpt layouts are for other "
+                  "trainers: select.chat_format=standard or conversational for align"
+                  if "prompt" in missing else "")
+        raise InputError(path, f"missing columns {missing}{layout}",
+                         expected="prompt, chosen, rejected",
                          fix="select/rename columns before align")
     if len(df) == 0:
         raise InputError(path, "no rows", fix="check the selection budget")

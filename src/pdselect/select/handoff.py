@@ -32,7 +32,7 @@ OVERALL_COL = HIDDEN_PREFIX + "overall_delta"
 LABEL_OVERALL, LABEL_TIE, LABEL_NONE = "overall", "aspect (overall tie)", "aspect (no overall)"
 
 
-def test_labels(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def held_out_labels(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(flip, label_source) for held-out pairs from overall(chosen) - overall(rejected)."""
     d = np.asarray(delta, dtype=np.float64)
     flip = d < 0
@@ -43,7 +43,7 @@ def test_labels(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _test_frame(df: pd.DataFrame, chat_format: str) -> pd.DataFrame:
     delta = (df[OVERALL_COL].to_numpy(np.float64) if OVERALL_COL in df
              else np.full(len(df), np.nan))
-    flip, source = test_labels(delta)
+    flip, source = held_out_labels(delta)
     c, r = df["chosen"].to_numpy(), df["rejected"].to_numpy()
     out = pd.DataFrame({"prompt": df["input"].to_numpy(), "chosen": np.where(flip, r, c),
                         "rejected": np.where(flip, c, r), "pair_id": df["pair_id"].to_numpy(),

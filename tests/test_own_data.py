@@ -92,16 +92,20 @@ def test_long_shape_is_detected_and_equals_the_wide_table(tmp_path):
 
 def test_long_shape_rejects_and_counts_row_problems(tmp_path):
     recs = to_long(rows(n_inputs=3, overall=False))
-    recs.append(dict(recs[0], rating=1))  # a second `helpful` rating for one response
+    recs.append(dict(recs[0], rating=1))  # a second `helpful` rating (a second rater)
     recs.append(dict(recs[1], aspect=""))  # no aspect
     f = jsonl(tmp_path / "l.jsonl", recs)
     t, rej = read(f, aspects=["helpful", "honest"])  # `brief` rows are left out, counted
     assert t.aspects == ["helpful", "honest"] and not t.has_overall
     c = rej.counts()
-    assert c["rating given twice for this response (helpful)"] == 1
+    # issue 17: the two raters' ratings are averaged (the mqm rule), not the first kept
+    assert c["response rated on several rows per aspect: ratings averaged (kept, not "
+             "dropped)"] == 1
     assert c["empty aspect"] == 1 and c["aspect not selected (data.aspects)"] == 12
-    first = [r for r in rej.items if r["reason"].startswith("rating given twice")][0]
-    assert first["line"] == len(recs) - 1  # the later row is the one rejected
+    first = t.df.sort_values("response_id").set_index("response_id")
+    rid = [i for i in first.index if i.endswith(":" + __import__("pdselect.data.rows",
+           fromlist=["short_hash"]).short_hash(recs[0]["response"], 8))][0]
+    assert first.loc[rid, "helpful"] == (recs[0]["rating"] + 1) / 2
     # the overall column must agree across a response's rows
     bad = [dict(r, overall=5) for r in to_long(rows(n_inputs=2, overall=False))]
     bad[1]["overall"] = 6

@@ -272,12 +272,31 @@ def _is_hub_id(path: str) -> bool:
     return not local_looking
 
 
+def plain_path(path: str) -> str:
+    """A local path as the user meant it: ``file://`` URLs and ``~`` resolved (they reached the
+    readers literally and failed as "file not found", issue 17). Other text is returned as is
+    (a hub id stays a hub id)."""
+    if not path:
+        return path
+    if path.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        u = urlparse(path)
+        if u.netloc not in ("", "localhost"):
+            raise ConfigError("data.path", f"{path!r} is a file URL on another host "
+                              f"({u.netloc}).", "copy the data here and give its local path.")
+        path = unquote(u.path)
+    return str(Path(path).expanduser()) if path.startswith("~") else path
+
+
 def check_source_keys(cfg: RunConfig) -> RunConfig:
-    """Every data.* key that is set must be one the chosen source (and path kind) reads."""
+    """Every data.* key that is set must be one the chosen source (and path kind) reads.
+    Also resolves ``~`` and ``file://`` in data.path / data.preference_path (plain_path)."""
     from .schema import DataConfig
 
     default = DataConfig()
     d = cfg.data
+    d.path, d.preference_path = plain_path(d.path), plain_path(d.preference_path)
     for key, sources in SOURCE_KEYS.items():
         if getattr(d, key) != getattr(default, key) and d.source not in sources:
             raise ConfigError(f"data.{key}", f"is set ({getattr(d, key)!r}) but source "

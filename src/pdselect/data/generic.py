@@ -27,7 +27,10 @@ is kept); input and response may be text or chat-message lists (rendered by rows
 Long shape: the rows of one response (same input_id and response_id, else the same response
 text) are merged; an aspect value ``overall`` is the overall rating (as is an ``overall`` column,
 whose value must then agree across the response's rows). A second rating of the same aspect for
-one response is rejected ("rating given twice ..."); rows of aspects left out by
+one response (one row per rater, or the same response text on two rows) are AVERAGED, as the
+mqm source averages its raters: each rating is range-checked on its own line, the mean of the
+valid ones is the response's rating, and the count of such responses is in the rejects file
+("... ratings averaged (kept, not dropped)"); rows of aspects left out by
 ``data.aspects`` are counted ("aspect not selected").
 
 An aspect without a scale is not range-checked; its scale is then the observed min-max (logged),
@@ -41,6 +44,7 @@ import dataclasses
 import difflib
 import itertools
 import logging
+import math
 from dataclasses import dataclass, field
 
 from ..config import DataConfig
@@ -352,12 +356,9 @@ def _group_row(b: TableBuilder, groups: dict[tuple[str, str], dict], cols: dict,
                  field=cols["overall"], expected="the same overall on every row of a "
                  "response", value=shown(rec[cols["overall"]]))
         return False
-    if aspect in g["ratings"]:
-        b.reject(f"rating given twice for this response ({aspect})", file, line, rec,
-                 field=cols["aspect"], expected="one row per response and aspect (the "
-                 "first is kept)", value=shown(rec[cols["rating"]]))
-        return False
-    g["ratings"][aspect] = rec[cols["rating"]]
+    # several rows rating one aspect of one response (one per rater, or the same text twice):
+    # every rating is kept and averaged, the mqm source's rule for repeated ratings (issue 17)
+    g["ratings"].setdefault(aspect, []).append((file, line, rec, rec[cols["rating"]]))
     return True
 
 
@@ -385,13 +386,32 @@ def _long_aspects(cfg: DataConfig, path: str, cols: dict, rows_per_aspect: dict[
 
 def _add_groups(b: TableBuilder, groups: dict[tuple[str, str], dict], aspects: list[str],
                 from_rows: bool) -> None:
-    """One row per grouped response, at the line of its first row."""
+    """One row per grouped response, at the line of its first row; an aspect rated on several
+    rows gets the mean of its valid ratings (each checked and counted on its own line)."""
+    repeated = 0
     for (input_id, rid), g in groups.items():
         file, line, rec = g["at"]
+        wanted = aspects + (["overall"] if from_rows else [])
+        parsed = {a: _mean_rating(b, a, g["ratings"][a]) for a in wanted
+                  if len(g["ratings"].get(a, ())) > 1}
+        repeated += bool(parsed)
+        first = {a: g["ratings"][a][0][3] for a in wanted if a in g["ratings"]}
         b.add(file, line, rec, input_id=input_id, input=g["input"],
               response_id=f"{input_id}:{rid}", response=g["response"],
-              ratings={a: g["ratings"].get(a) for a in aspects},
-              overall=g["ratings"].get("overall") if from_rows else g["overall"])
+              ratings={a: first.get(a) for a in aspects},
+              overall=first.get("overall") if from_rows else g["overall"], parsed=parsed)
+    if repeated:
+        log.info("generic: %d responses rated more than once per aspect (several raters, or "
+                 "one text repeated): their ratings averaged", repeated)
+        b.rejects.add("response rated on several rows per aspect: ratings averaged (kept, "
+                      "not dropped)", n=repeated, field="rating")
+
+
+def _mean_rating(b: TableBuilder, aspect: str, rows: list[tuple]) -> float:
+    """Mean of the valid ratings of one aspect (NaN when none is valid)."""
+    xs = [b.rating(aspect, v, file, line, rec) for file, line, rec, v in rows]
+    xs = [x for x in xs if not math.isnan(x)]
+    return sum(xs) / len(xs) if xs else math.nan
 
 
 def _same_number(a, b) -> bool:

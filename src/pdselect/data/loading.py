@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig
+from ..config.loading import plain_path
 from ..errors import InputError
 from .rejects import RejectLog
 from .formats import COMPRESSED, DECODER, READABLE, file_format, read_bytes, to_utf8
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 def resolve_path(cfg: DataConfig, default: Path | None = None) -> str:
     """The path to read: ``cfg.path``, else the bundled ``default``, else an error."""
     if cfg.path:
-        return cfg.path
+        return plain_path(cfg.path)
     if default is not None:
         return str(default)
     raise InputError("<data.path>", f"source {cfg.source!r} has no bundled copy",
@@ -87,15 +88,21 @@ def iter_records(path: str | Path, cfg: DataConfig, rejects: RejectLog) -> Itera
 
 
 def _files(path: str | Path, rejects: RejectLog) -> list[tuple[Path, str, str | None]]:
-    p = Path(path)
+    p = Path(plain_path(str(path)))
     try:
         if p.is_dir():
             return _folder(p, rejects)
         is_file = p.is_file()
+        not_regular = not is_file and p.exists()
     except OSError as e:
         raise InputError(str(p), f"cannot read ({type(e).__name__}: {e.strerror or e})",
                          field="data.path", expected="a readable file or folder",
                          fix="check its permissions") from e
+    if not_regular:  # a FIFO, socket or device: reading a FIFO would block, then stream once
+        raise InputError(str(p), f"is not a regular file (a {special_kind(p)})",
+                         field="data.path", expected="a regular data file or folder",
+                         fix="write the data to a regular file first (e.g. `cat pipe > "
+                         "data.jsonl`) and point data.path at it")
     if is_file:
         kind = file_format(p)
         if kind is None:
@@ -133,6 +140,27 @@ def _folder(p: Path, rejects: RejectLog) -> list[tuple[Path, str, str | None]]:
     return found
 
 
+def special_kind(p: Path) -> str:
+    """What a path that exists but is neither a file nor a folder is."""
+    import stat
+
+    mode = p.stat().st_mode
+    return ("FIFO (named pipe)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
+
+
+def csv_delimiter(file: Path, data: bytes, fmt: str) -> str:
+    """Tab for TSV; for CSV a comma, or a semicolon when the header has semicolons and no
+    comma (the spreadsheet export of locales with a decimal comma)."""
+    if fmt == "tsv":
+        return "\t"
+    header = data.split(b"\n", 1)[0]
+    if header.count(b";") > 0 and header.count(b",") == 0:
+        log.info("%s: semicolon-delimited CSV (the header has ';' and no ',')", file)
+        return ";"
+    return ","
+
+
 class _HubId(str):
     """Marks a path that is not local: read with ``datasets.load_dataset``."""
 
@@ -145,7 +173,7 @@ def _iter_file(file: Path, fmt: str, comp: str | None, cfg: DataConfig, rejects:
         return _iter_parquet(file, budget)
     data = to_utf8(file, read_bytes(file, comp))
     if fmt in ("csv", "tsv"):
-        return _iter_csv(file, data, "," if fmt == "csv" else "\t", cfg, rejects, budget)
+        return _iter_csv(file, data, csv_delimiter(file, data, fmt), cfg, rejects, budget)
     head = data.lstrip()[:1]
     if fmt == "json" and head == b"[":
         return _iter_json_list(file, data, cfg, rejects, budget)

@@ -130,6 +130,12 @@ def _members(path: str) -> list[tuple[str, bytes]]:
             raise InputError(str(p), "folder holds no MQM TSV files", expected="files ending "
                              + ", ".join(DIR_SUFFIXES), fix="point data.path at the TSV files")
         return [m for f in files for m in _members(str(f))]
+    if p.exists() and not p.is_file():
+        from .loading import special_kind
+
+        raise InputError(str(p), f"is not a regular file (a {special_kind(p)})",
+                         field="data.path", expected="a regular MQM TSV file or folder",
+                         fix="write the data to a regular file first and point data.path at it")
     if not p.is_file():
         raise InputError(str(p), "file not found", field="data.path", expected="an existing "
                          "MQM TSV file (.tsv, .tsv.gz, .tar.gz) or folder",
@@ -202,6 +208,11 @@ class _Reader:
         lines = data.split(b"\n")
         header = lines[0].rstrip(b"\r").decode("utf-8", "replace").split("\t")
         header = [h.strip() for h in header]
+        # WMT general-MT 2023 files end the header with a comment field ("# Documentation:
+        # <url>") that no row has: it is not a column (issue 17)
+        while len(header) > 1 and (header[-1].startswith("#") or not header[-1]):
+            log.info("%s: header field %r is a comment, not a column: ignored", name,
+                     header.pop())
         required, seg_col, optional = _layout(name, header)
         hotw = []
         for no, raw in enumerate(lines[1:], 2):
@@ -374,6 +385,7 @@ def read_mqm(cfg: DataConfig, rejects: RejectLog) -> RatedTable:
                     n=sum(dropped.values()), systems=dict(sorted(dropped.items())))
     b = TableBuilder(source=cfg.source, aspects=aspects, scales={}, has_overall=True,
                      rejects=rejects, strict=cfg.strict)
+    b.first_file = path  # errors name the file (mqm rows never pass b.require)
     for keys in merge_identical(r, scores, rejects):
         item, cols = r.items[keys[0]], aspects + ["overall"]
         s = {c: sum(scores[k][c] for k in keys) / len(keys) for c in cols}

@@ -79,9 +79,11 @@ def read_pairs(cfg: DataConfig, rejects: RejectLog) -> PairsInput:
             and b.absent["chosen"] < b.checked["chosen"]:
         raise binarized_error(path)
     b.check_schema()
-    if not rows:
-        raise InputError(path, f"no usable pairs (rejected: {rejects.counts()})",
-                         expected="at least one valid pair", fix="see the rejects file")
+    if not rows:  # no rejects file exists yet when this is raised: say why here (issue 17)
+        raise InputError(path, "no usable pairs: every record was rejected: "
+                         + rejects.summary(), expected="at least one valid pair",
+                         fix="correct the records for the reasons shown (first line of each), "
+                         "or set data.strict=true to stop at the first bad record")
     df = pd.DataFrame(rows, columns=PAIRS_COLUMNS)
     present = sorted(df["aspect"].unique())
     aspects = select_aspects(cfg.aspects, present, path)

@@ -83,6 +83,19 @@ class RejectLog:
     def total(self) -> int:
         return sum(self._counts.values())
 
+    def summary(self, n: int = 5) -> str:
+        """The reasons with their counts and the first file:line of each: what an error raised
+        before any rejects file is written can show instead of "see the rejects file"."""
+        first: dict[str, str] = {}
+        for it in self.items:
+            where = (f"{it['file']}:{it['line']}" if it.get("line") is not None
+                     else it.get("file") or "")
+            first.setdefault(it["reason"], where)
+        parts = [f"{reason!r} x{c}" + (f" (first at {first[reason]})" if first.get(reason)
+                                       else "") for reason, c in list(self.counts().items())[:n]]
+        more = len(self.counts()) - n
+        return "; ".join(parts) + (f"; and {more} other reasons" if more > 0 else "")
+
     def extend(self, other: "RejectLog") -> None:
         self.items += other.items
         self._counts.update(other._counts)

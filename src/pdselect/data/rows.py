@@ -302,8 +302,10 @@ class TableBuilder:
 
     def add(self, file: str, line: int, record: Any, *, input_id: str, input: str,
             response_id: str, response: Any, ratings: dict[str, Any], overall: Any = None,
-            field_prefix: str = "") -> bool:
-        """Add one response; returns False if it was rejected."""
+            field_prefix: str = "", parsed: dict[str, float] | None = None) -> bool:
+        """Add one response; returns False if it was rejected. ``parsed``: ratings (aspect or
+        'overall') the reader already checked and combined (e.g. averaged): used as given."""
+        parsed = parsed or {}
         response = self.text(response, file, line, record, field_prefix + "response",
                              empty="empty response")
         if response is None:
@@ -327,13 +329,15 @@ class TableBuilder:
         row = {"input_id": input_id, "input": input, "response_id": response_id,
                "response": response}
         for a in self.aspects:
-            row[a] = self.rating(a, ratings.get(a), file, line, record)
+            row[a] = parsed[a] if a in parsed else self.rating(a, ratings.get(a), file, line,
+                                                                 record)
         if all(math.isnan(row[a]) for a in self.aspects):
             self.reject("no aspect rated", file, line, record,
                         expected="at least one of " + ", ".join(self.aspects))
             return False
         if self.has_overall:
-            row["overall"] = self.rating("overall", overall, file, line, record)
+            row["overall"] = parsed["overall"] if "overall" in parsed else \
+                self.rating("overall", overall, file, line, record)
         self.ids.add(response_id)
         self.texts.add((input_id, digest(response.strip())))
         self.inputs.setdefault(input_id, d_input)
@@ -365,14 +369,24 @@ class TableBuilder:
             if n and self.absent[field] == n:
                 raise self._schema_error(self.first_file, None, field)
 
+    def nothing_usable(self, where: str) -> InputError:
+        """No usable response: say why here, since the ingest stage writes no rejects file when
+        reading fails (issue 17: "see the rejects file" pointed at a file that did not exist)."""
+        if not self.rejects.total:
+            return InputError(where, "holds no data rows (a header only, or nothing to read)",
+                              expected="at least one rated, non-empty response",
+                              fix="check that data.path points at the file holding the rows")
+        return InputError(where, "no usable responses: every row was rejected: "
+                          + self.rejects.summary(), expected="at least one rated, non-empty "
+                          "response", fix="correct the rows for the reasons shown (first line "
+                          "of each), or set data.strict=true to stop at the first bad row")
+
     def finish(self) -> RatedTable:
         self.check_schema()
         for (file, name), n in sorted(self.missing.items()):
             self.rejects.add(f"rating missing ({name})", file=file, field=name, n=n)
         if not self.rows and not self.light:
-            raise InputError(self.first_file or self.source, "no usable responses "
-                             f"(rejected: {self.rejects.counts()})", expected="at least one "
-                             "rated, non-empty response", fix="see the rejects file for why")
+            raise self.nothing_usable(self.first_file or self.source)
         path = None
         if self.spill is None:
             df = self._frame(self.rows)

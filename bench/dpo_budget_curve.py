@@ -100,7 +100,20 @@ def check_policy(policy: str) -> str:
 
 
 # ----------------------------------------------------------------------------- scheduler
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent dies (a killed driver must not leave
+    DPO runs holding the GPU)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers end after their current run
+        pass
+
+
 def _init_worker(threads: int) -> None:
+    _die_with_parent()
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                       TOKENIZERS_PARALLELISM="false")
     logging.basicConfig(level=logging.WARNING)
@@ -220,19 +233,35 @@ def _se(x) -> float:
     return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
+def _f(x: float, sign: bool = False) -> str:
+    return "-" if x is None or np.isnan(x) else (f"{x:+.3f}" if sign else f"{x:.3f}")
+
+
+def _mean_se(x) -> str:
+    x = np.asarray(x, dtype=float)
+    m = np.nanmean(x) if np.isfinite(x).any() else float("nan")
+    return f"{_f(m)} ± {_f(_se(x))}"
+
+
 def _paired(g: pd.DataFrame, ref: pd.DataFrame, col: str) -> str:
     d = (g.set_index("seed")[col] - ref.set_index("seed")[col]).dropna().to_numpy()
     if not len(d):
         return ""
-    return f"{d.mean():+.3f} ± {_se(d):.3f} ({int((d > 0).sum())}/{len(d)})"
+    return f"{_f(d.mean(), True)} ± {_f(_se(d))} ({int((d > 0).sum())}/{len(d)})"
 
 
-def _sort_key(g_key):
-    conflict, method, lab = g_key
+def _sort_key(key):
+    conflict, method, lab = key
     m = ["ALL", "PD", bc.THRESHOLD, "RAND", "RAF", bc.LENGTH_RULE]
-    b = 1.0 if lab in ("100%", "-") else (2.0 if not lab.endswith("%") else
-                                           float(lab.rstrip("%")) / 100)
+    b = float(lab.rstrip("%")) / 100 if lab.endswith("%") else 2.0
     return (conflict != "0.3", conflict, m.index(method) if method in m else 9, b, lab)
+
+
+def _budget(g: pd.DataFrame, lab: str) -> str:
+    """30% etc.; the threshold rule and the runs matched to it show their mean share."""
+    if lab in (bc.THRESHOLD, bc.MATCHED):
+        return f"{lab} ({g['train_share'].mean():.0%})"
+    return lab
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -241,7 +270,7 @@ def summary_table(rows: list[dict]) -> str:
     if df.empty:
         return "(no finished runs)"
     lines = ["| conflict | method | budget | train pairs (mean) | seeds | accuracy ± SE | "
-             "length-controlled ± SE | acc (preferred longer) | acc (preferred shorter) | "
+             "length-controlled ± SE | acc, preferred longer | acc, preferred shorter | "
              "vs ALL: accuracy (paired, wins) | vs ALL: length-controlled |",
              "|" + "---|" * 11]
     groups = df.groupby(["conflict", "method", "budget_label"])
@@ -250,10 +279,9 @@ def summary_table(rows: list[dict]) -> str:
         ref = df[(df["conflict"] == key[0]) & (df["method"] == "ALL")]
         paired = key[1] != "ALL"
         lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {g['n_train'].mean():.0f} | {len(g)} | "
-            f"{g['acc'].mean():.3f} ± {_se(g['acc']):.3f} | "
-            f"{g['acc_lc'].mean():.3f} ± {_se(g['acc_lc']):.3f} | "
-            f"{g['acc_longer'].mean():.3f} | {g['acc_shorter'].mean():.3f} | "
+            f"| {key[0]} | {key[1]} | {_budget(g, key[2])} | {g['n_train'].mean():.0f} | "
+            f"{len(g)} | {_mean_se(g['acc'])} | {_mean_se(g['acc_lc'])} | "
+            f"{_f(g['acc_longer'].mean())} | {_f(g['acc_shorter'].mean())} | "
             f"{_paired(g, ref, 'acc') if paired else ''} | "
             f"{_paired(g, ref, 'acc_lc') if paired else ''} |")
     return "\n".join(lines)
@@ -263,6 +291,34 @@ def read_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+# ----------------------------------------------------------------------------- gpu check
+def gpu_check_step(work: Path, small: bool, limit_s: float) -> dict:
+    """bench/gpu_check.py's step ``dpo_budget_curve``: this script in a child process, runs
+    started for ``limit_s`` - 130 s (a started run finishes; the longest tier-1 run, ALL at 30%
+    conflict, takes well under that), killed at ``limit_s`` - 10 s. Rows go to
+    $OUT/dpo_budget_curve/ when $OUT is set (they survive a cut step), else under ``work``.
+    ``small`` (GPU_CHECK_SMALL=1): the CPU dry run."""
+    import subprocess
+
+    out = Path(os.environ.get("OUT") or work) / "dpo_budget_curve"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(out)]
+    cmd += ["--toy"] if small else ["-c", str(REPO / "configs" / "dpo_budget_curve_gpu.yaml"),
+                                    "--workers", "6", "--time-limit", str(max(limit_s - 130, 30))]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_die_with_parent)  # dies with the step if that is killed
+    try:
+        stdout, stderr = p.communicate(timeout=max(limit_s - 10, 10))
+    except subprocess.TimeoutExpired:
+        p.kill()  # its workers die with it (PR_SET_PDEATHSIG, _init_worker)
+        stdout, stderr = p.communicate()
+    rows = read_rows(out / "rows.jsonl")
+    return {"rc": p.returncode, "rows_file": str(out / "rows.jsonl"),
+            "runs_ok": sum(r.get("kind") == "run" and r.get("status") == "ok" for r in rows),
+            "runs_error": sum(r.get("status") == "error" for r in rows),
+            "summary": summary_table(rows), "stdout_tail": stdout[-2000:],
+            "stderr_tail": stderr[-2500:] if p.returncode else ""}
 
 
 # ----------------------------------------------------------------------------- main

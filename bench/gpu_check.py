@@ -32,7 +32,7 @@ SMALL = os.environ.get("GPU_CHECK_SMALL", "") == "1"
 N_TEXTS, N_PAIRS, DPO_STEPS = (48, 600, 2) if SMALL else (8192, 100_000, 200)
 #: (step, time limit in seconds); the driver also stops when the total budget is spent
 STEPS = [("env", 60), ("encoder", 90), ("proxy", 120), ("score_100k_bf16", 150),
-         ("score_100k_fp32", 120), ("dpo_200", 300)]
+         ("score_100k_fp32", 120), ("dpo_200", 300), ("dpo_budget_curve", 300)]
 
 
 def _sync() -> None:
@@ -209,6 +209,14 @@ def step_dpo_200(work: Path) -> dict:
             "s_per_step": m["s_per_step"], "setup_s": m["setup_s"], "wall_s": m["wall_s"],
             "train_loss": m["train_loss"], "n_train": m["n_train"], "batch_size": 8,
             "max_length": 256, "lora": False, **_cuda_mem()}
+
+
+def step_dpo_budget_curve(work: Path) -> dict:
+    """The DPO-level budget curve on SummEval-OP (issue 19 item 4): bench/dpo_budget_curve.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from dpo_budget_curve import gpu_check_step
+
+    return gpu_check_step(work, SMALL, dict(STEPS)["dpo_budget_curve"])
 
 
 # ----------------------------------------------------------------------------- driver

@@ -49,6 +49,6 @@ def test_driver_records_every_step_when_the_budget_is_spent(tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads(out.read_text())
     assert set(got["steps"]) == {"env", "encoder", "proxy", "score_100k_bf16",
-                                 "score_100k_fp32", "dpo_200"}
+                                 "score_100k_fp32", "dpo_200", "dpo_budget_curve"}
     assert all("budget spent" in v["skipped"] for v in got["steps"].values())
     assert got["ok"] is False

@@ -277,3 +277,163 @@ def test_select_pairs_rejects_an_unknown_shape():
         pdselect.select_pairs(pd.DataFrame({"question": ["q"], "answer": ["a"]}))
     with pytest.raises(TypeError):
         pdselect.select_pairs("not a table")
+
+
+# ----------------------------------------------------------------------------- train + test
+@pytest.fixture(scope="module")
+def overall_run(tmp_path_factory):
+    """A run whose data has an overall rating: inputs are held out, select/dpo has a test split."""
+    from test_dataset_card import overall_overrides, write_tiny_overall
+
+    d = tmp_path_factory.mktemp("overall")
+    data = write_tiny_overall(d / "data.jsonl")
+    root = run_pipeline(load_config(None, overall_overrides(data, d / "run")))
+    return root, data
+
+
+@pytest.fixture
+def overall_variant(overall_run, tmp_path):
+    from test_dataset_card import overall_overrides
+
+    def make(*over: str) -> Path:
+        root = tmp_path / ("ov_" + "_".join(o.split("=")[1] for o in over))
+        shutil.copytree(overall_run[0], root)
+        run_pipeline(load_config(None, overall_overrides(overall_run[1], root, *over)))
+        return root
+    return make
+
+
+def test_trl_dpo_cli_trains_two_steps_with_the_test_split_for_eval(overall_run, tmp_path):
+    """`trl dpo --dataset_name <run>/select/dpo` (TRL 1.16's CLI, as docs/HANDOFF.md gives
+    it): 2 steps on a tiny model, evaluated on the folder's test split."""
+    import os
+    import subprocess
+    import sys
+
+    from pdselect.align.policy import tiny_llama
+
+    root = overall_run[0]
+    n_test = json.loads((root / "select" / "meta.json").read_text())["n_test"]
+    assert n_test > 0
+    trl = Path(sys.executable).parent / "trl"
+    cmd = [str(trl), "dpo", "--dataset_name", str(root / "select" / "dpo"),
+           "--model_name_or_path", str(tiny_llama(tmp_path / "tiny")),
+           "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+           "--eval_strategy", "steps", "--eval_steps", "2", "--per_device_train_batch_size", "2",
+           "--per_device_eval_batch_size", "4", "--max_length", "96", "--use_cpu",
+           "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HF_DATASETS_CACHE": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log[-3000:]
+    assert "'eval_loss'" in log and "Training completed" in log
+    # the eval ran over every test pair: ceil(n_test / 4) eval steps
+    assert f"{math.ceil(n_test / 4)}/{math.ceil(n_test / 4)}" in log
+
+
+@pytest.mark.parametrize("chat_format", ["conversational", "implicit_prompt"])
+def test_dpo_trainer_trains_and_evaluates_on_the_test_split(overall_variant, tmp_path,
+                                                            chat_format):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from pdselect.align.policy import tiny_llama
+
+    root = overall_variant(f"select.chat_format={chat_format}")
+    dd = _load(root / "select" / "dpo", tmp_path)
+    assert sorted(dd) == ["test", "train"]
+    path = tiny_llama(tmp_path / "tiny")
+    torch.manual_seed(0)
+    args = DPOConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2,
+                     per_device_eval_batch_size=4, max_length=96, use_cpu=True, report_to=[],
+                     save_strategy="no", eval_strategy="steps", eval_steps=2,
+                     dataloader_num_workers=0)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args,
+                         train_dataset=dd["train"], eval_dataset=dd["test"],
+                         processing_class=AutoTokenizer.from_pretrained(path))
+    out = trainer.train()
+    assert trainer.state.global_step == 2 and math.isfinite(out.training_loss)
+    assert math.isfinite(trainer.evaluate()["eval_loss"])
+
+
+# ----------------------------------------------------------------------------- layouts
+def test_implicit_prompt_layout_is_the_conversational_one_with_the_prompt_inside(
+        overall_run, overall_variant):
+    from trl.data_utils import extract_prompt
+
+    conv = pd.read_parquet(overall_variant("select.chat_format=conversational")
+                           / "select" / "dpo" / "train-00000.parquet")
+    imp = pd.read_parquet(overall_variant("select.chat_format=implicit_prompt")
+                          / "select" / "dpo" / "train-00000.parquet")
+    assert "prompt" not in imp.columns and imp.columns[:2].tolist() == ["chosen", "rejected"]
+    for c, i in zip(conv.to_dict("records"), imp.to_dict("records")):
+        got = extract_prompt({"chosen": [dict(m) for m in i["chosen"]],
+                              "rejected": [dict(m) for m in i["rejected"]]})
+        assert got["prompt"] == [dict(m) for m in c["prompt"]]
+        assert got["chosen"] == [dict(m) for m in c["chosen"]]
+        assert got["rejected"] == [dict(m) for m in c["rejected"]]
+
+
+def _llamafactory_sharegpt(example: dict) -> tuple[list, list] | None:
+    """LLaMA-Factory's SharegptDatasetConverter (src/llamafactory/data/converter.py at
+    ff6d4d1, default tags) for a ranking example: (prompt, response) or None when it would
+    skip the example as broken."""
+    odd, even = ("human", "observation"), ("gpt", "function_call")
+    messages = example["conversations"]
+    if messages and messages[0]["from"] == "system":
+        messages = messages[1:]
+    for i, m in enumerate(messages):
+        if m["from"] not in (odd, even)[i % 2]:
+            return None
+    if len(messages) % 2 == 0:  # ranking: the prompt must end on a human turn
+        return None
+    ch, rj = example["chosen"], example["rejected"]
+    if not (isinstance(ch, dict) and isinstance(rj, dict)) or ch["from"] not in even \
+            or rj["from"] not in even:
+        return None
+    return messages, [ch["value"], rj["value"]]
+
+
+def test_sharegpt_file_parses_the_way_llamafactory_loads_it(overall_variant, tmp_path):
+    from datasets import load_dataset
+
+    root = overall_variant("select.chat_format=sharegpt")
+    info = json.loads((root / "select" / "dataset_info.json").read_text())
+    assert info["pdselect"] == {"file_name": "dpo/train-00000.parquet", "formatting": "sharegpt",
+                                "ranking": True, "columns": {"messages": "conversations",
+                                                             "chosen": "chosen",
+                                                             "rejected": "rejected"}}
+    assert info["pdselect_test"]["file_name"] == "dpo/test-00000.parquet"
+    for name, entry in info.items():
+        # LLaMA-Factory's loader: dataset_dir joined with file_name, read by its extension
+        path = root / "select" / entry["file_name"]
+        ds = load_dataset("parquet", data_files=[str(path)], split="train",
+                          cache_dir=str(tmp_path / "hf" / name))
+        assert len(ds) > 0
+        for ex in ds:
+            got = _llamafactory_sharegpt(ex)
+            assert got is not None, ex
+            assert got[0][-1]["from"] == "human" and got[1][0] != got[1][1]
+
+
+def test_standard_layout_gets_llamafactorys_alpaca_entry(overall_run):
+    info = json.loads((overall_run[0] / "select" / "dataset_info.json").read_text())
+    assert info["pdselect"] == {"file_name": "dpo/train-00000.parquet", "ranking": True,
+                                "columns": {"prompt": "prompt", "chosen": "chosen",
+                                            "rejected": "rejected"}}
+
+
+def test_sharegpt_turns_alternate_or_are_flattened():
+    from pdselect.select.formats import sharegpt_turns
+
+    sys_ = {"role": "system", "content": "be nice"}
+    u, a = ({"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"})
+    assert sharegpt_turns([sys_, u, a, u]) == [
+        {"from": "system", "value": "be nice"}, {"from": "human", "value": "hi"},
+        {"from": "gpt", "value": "hello"}, {"from": "human", "value": "hi"}]
+    # consecutive user turns merge
+    assert sharegpt_turns([u, u]) == [{"from": "human", "value": "hi\nhi"}]
+    # a dialogue that starts with the assistant cannot alternate: one human turn, roles kept
+    assert sharegpt_turns([a, u]) == [{"from": "human", "value": "assistant: hello\nuser: hi"}]

@@ -165,3 +165,63 @@ def test_config_rules(over, match):
 
 def test_length_is_a_default_compared_selector():
     assert "length" in _cfg().select.compare
+
+
+# ----------------------------------------------------------------------------- pipeline
+@pytest.fixture(scope="module")
+def rules_run(tmp_path_factory):
+    from test_dataset_card import overall_overrides, write_tiny_overall
+
+    from pdselect.align.policy import tiny_llama
+    from pdselect.pipeline import run_pipeline
+
+    d = tmp_path_factory.mktemp("rules")
+    data = write_tiny_overall(d / "data.jsonl")
+    over = overall_overrides(data, d / "run", f"align.policy={tiny_llama(d / 'tiny')}",
+                             "align.max_steps=2", "align.batch_size=2", "align.max_length=96")
+    return run_pipeline(load_config(None, over)), over, d
+
+
+def _variant(rules_run, tmp_path, *extra):
+    import shutil
+
+    from pdselect.pipeline import run_pipeline
+
+    root, over, _ = rules_run
+    dst = tmp_path / "v"
+    shutil.copytree(root, dst)
+    over = [o for o in over if not o.startswith("run_dir=")] + [f"run_dir={dst}", *extra]
+    return run_pipeline(load_config(None, over))
+
+
+def test_report_compares_the_length_baseline(rules_run):
+    import json
+
+    report = json.loads((rules_run[0] / "report.json").read_text())
+    comp = report["selection"]["comparison"]
+    assert "length" in comp and comp["length"]["n_selected"] == comp["pd"]["n_selected"]
+    sel = pd.read_parquet(rules_run[0] / "select" / "selection.parquet")
+    assert "len_gap" in sel.columns  # the length key travels with the selection table
+
+
+def test_pipeline_threshold_rule_keeps_pd_at_most_t(rules_run, tmp_path):
+    import json
+
+    root = _variant(rules_run, tmp_path, "select.pd_threshold=0", "select.budget=1.0")
+    sel = pd.read_parquet(root / "select" / "selection.parquet")
+    assert sel["selected"].tolist() == (sel["pd"] <= 0).tolist()
+    meta = json.loads((root / "select" / "meta.json").read_text())
+    assert meta["n_selected"] == int((sel["pd"] <= 0).sum()) < meta["n_budget"]
+
+
+def test_pipeline_irg_keeps_the_smallest_implicit_reward_gaps(rules_run, tmp_path):
+    root = _variant(rules_run, tmp_path, "select.method=irg")
+    sel = pd.read_parquet(root / "select" / "selection.parquet")
+    assert (root / "select" / "irg" / "model").is_dir()  # the ALL policy trained first
+    assert sel["irg_gap"].notna().all() and sel["selected"].sum() == np.ceil(0.3 * len(sel))
+    assert sel.loc[sel["selected"], "irg_gap"].max() <= sel.loc[~sel["selected"], "irg_gap"].min()
+
+
+def test_pipeline_irg_with_a_policy_that_does_not_load_is_a_clear_error(rules_run, tmp_path):
+    with pytest.raises(ConfigError, match="irg could not load"):
+        _variant(rules_run, tmp_path, "select.method=irg", "select.irg_policy=/no/such/model")

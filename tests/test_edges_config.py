@@ -112,10 +112,12 @@ def test_merge_key_with_an_anchor_and_duplicates_beside_it(tmp_path):
 
 # (overrides, key named, source named)
 MISPLACED = [
-    (["data.source=helpsteer2", "data.path=h.jsonl", "data.scales={helpfulness: [0, 4]}"], "data.scales",
-     "helpsteer2"),
-    (["data.source=helpsteer2", "data.path=h.jsonl", "data.columns={input: q}"], "data.columns", "helpsteer2"),
-    (["data.source=ultrafeedback", "data.path=u.jsonl", "data.shape=long"], "data.shape", "ultrafeedback"),
+    (["data.source=helpsteer2", "data.path=h.jsonl", "data.scales={helpfulness: [0, 4]}"],
+     "data.scales", "helpsteer2"),
+    (["data.source=helpsteer2", "data.path=h.jsonl", "data.columns={input: q}"],
+     "data.columns", "helpsteer2"),
+    (["data.source=ultrafeedback", "data.path=u.jsonl", "data.shape=long"], "data.shape",
+     "ultrafeedback"),
     (["data.source=helpsteer2", "data.path=h.jsonl",
       "data.aspect_columns={a: b}"], "data.aspect_columns",
      "helpsteer2"),

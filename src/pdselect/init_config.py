@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, PDSelectError
+from .errors import InputError
 from .data.sniff import Sniffed, fmt_num, sniff
 
 HERE = Path(__file__).resolve().parent  # the package folder (examples/ inside it)
@@ -134,25 +134,39 @@ def _default_lines(s: Sniffed) -> list[str]:
 
 def init_config(data: str, out: str, force: bool = False) -> tuple[Path, Sniffed]:
     """Sniff ``data`` and write its config to ``out``; returns (path written, what was seen)."""
-    dest = Path(out)
-    if dest.exists() and not force:
-        raise InputError(str(dest), "exists", field="--out", fix="choose another --out, or "
-                         "pass --force to overwrite it")
+    dest = _out_file(out, force)
     s = sniff(data)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).name.split(".")[0]) or "data"
     text = render_config(s, f"runs/{stem}")
     from .config import load_config
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
         load_config(tmp)  # what we write must load
-    except PDSelectError:
-        tmp.unlink()
-        raise
-    tmp.replace(dest)
+        tmp.replace(dest)
+    except OSError as e:  # disk full, read-only, a parent that is a file: path, cause, fix
+        raise InputError(str(dest), f"cannot write the config ({e.strerror or e})",
+                         field="--out", fix="choose an --out on a writable disk with free "
+                         "space (e.g. --out ./pdselect.yaml)") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # never leave the temporary behind
     return dest, s
+
+
+def _out_file(out: str, force: bool) -> Path:
+    """``--out`` as the config file to write: a folder or an existing file (without --force)
+    is refused with the fix."""
+    dest = Path(out).expanduser()
+    if dest.is_dir():
+        raise InputError(str(dest), "is a folder; --out names the config FILE to write",
+                         field="--out",
+                         fix=f"pass a file name, e.g. --out {dest / 'pdselect.yaml'}")
+    if dest.exists() and not force:
+        raise InputError(str(dest), "exists", field="--out", fix="choose another --out, or "
+                         "pass --force to overwrite it")
+    return dest
 
 
 def copy_example(name: str, out: str | None, force: bool = False) -> Path:
@@ -162,7 +176,7 @@ def copy_example(name: str, out: str | None, force: bool = False) -> Path:
                          + ", ".join(EXAMPLES), fix="pick one of those names")
     cfg_name, files = EXAMPLES[name]
     src = HERE / "examples"
-    dest = Path(out or cfg_name)
+    dest = _out_file(out, True) if out else Path(cfg_name)
     targets = [dest] + [dest.parent / f for f in files]
     clash = [str(t) for t in targets if t.exists()]
     if clash and not force:

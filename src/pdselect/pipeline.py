@@ -384,7 +384,15 @@ def run_stage(name: str, cfg: RunConfig, run: RunDir, force: bool = False, **kw)
         for tmp in run.root.glob(".report.*.tmp"):
             tmp.unlink()
     t0 = time.perf_counter()
-    summary = STAGE_FUNCS[name](cfg, run, **kw)
+    try:
+        summary = STAGE_FUNCS[name](cfg, run, **kw)
+    except (OSError, RuntimeError) as e:  # disk full / read-only: path, cause, fix (issue 17)
+        from .run.artifacts import storage_error
+
+        better = storage_error(e, run.root / name)
+        if better is None:
+            raise
+        raise better from e
     dt = time.perf_counter() - t0
     run.stage(name)
     run.mark_done(name, {**summary, "_config": fp})

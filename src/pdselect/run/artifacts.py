@@ -15,10 +15,12 @@ written to a temporary name in the same folder and renamed (atomic on POSIX).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +47,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as e:  # disk full / read-only: say which file and why
+        better = storage_error(e, path) if not isinstance(e, PDSelectError) else None
+        if better is None:
+            raise
+        raise better from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -226,10 +233,22 @@ def check_run_dir(root: str | Path) -> str | None:
     if not str(root).strip():
         return ("run_dir is empty. Fix: set run_dir to a new or empty folder, e.g. "
                 "run_dir=runs/my_run.")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(root)):
+        return (f"run_dir {str(root)!r} is a URI; the run directory must be a local (or "
+                "mounted) folder: pdselect locks it and renames files in it atomically, which "
+                "object stores and in-memory file systems cannot do (it would create a folder "
+                f"literally named {str(root).split('/', 1)[0]!r}). Fix: give a local folder, "
+                "e.g. run_dir=runs/my_run, and copy the finished run to remote storage "
+                "afterwards (e.g. `aws s3 sync runs/my_run s3://...`).")
     p = Path(root).expanduser()
     if p.exists() and not p.is_dir():
         return (f"run_dir {str(root)!r} is an existing file, not a folder. Fix: choose a new "
                 "or empty folder, e.g. run_dir=runs/my_run.")
+    blocker = next((a for a in p.absolute().parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        return (f"run_dir {str(root)!r} cannot be created: {blocker} is a file, not a folder. "
+                "Fix: choose a run_dir whose parent folders are folders, e.g. "
+                "run_dir=runs/my_run.")
     resolved = p.resolve()
     cwd, home = Path.cwd().resolve(), Path.home().resolve()
     if resolved == cwd or resolved in cwd.parents or resolved == home:
@@ -258,6 +277,60 @@ def refuse_links_in_run(root: Path) -> None:
         refuse_links(child, "deletes and rewrites the files of its run directory")
 
 
+# errno -> (cause, fix) of a write that failed for the place, not for pdselect
+_STORAGE = {
+    errno.ENOSPC: ("the disk is full (no space left on device)",
+                   "free space on that disk, or choose a run_dir on another disk; then run "
+                   "again (finished stages are kept)"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space within your quota, or choose a "
+                   "run_dir on another disk"),
+    errno.EROFS: ("the file system is read-only", "choose a run_dir on a writable disk"),
+    errno.EACCES: ("permission denied", "choose a run_dir you may write to, or fix the "
+                   "folder's permissions"),
+    errno.EPERM: ("operation not permitted", "choose a run_dir you may write to"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another run_dir"),
+    errno.ENOENT: ("folders cannot be created there (a virtual file system such as /proc or "
+                   "/sys, or a parent that vanished)", "choose a run_dir on a real disk, e.g. "
+                   "run_dir=runs/my_run"),
+}
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+# what libraries say instead of an errno when a write runs out of space (torch.save: a C++
+# stream error)
+_SPACE_WORDS = ("basic_ios::clear", "file write failed", "PytorchStreamWriter",
+                "No space left on device")
+
+
+def low_on_space(path: Path, below: int = 64 * 2**20) -> bool:
+    """True when the disk holding ``path`` (or its nearest existing parent) has < ``below``
+    bytes free."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free < below
+    except OSError:
+        return False
+
+
+def storage_error(e: BaseException, where: Path, creating: bool = False) -> PDSelectError | None:
+    """A RunDirError naming the path, the cause and the fix for a write that failed for lack of
+    space or permission (an OSError's errno, or a library's message plus a nearly full disk);
+    None for other errors. ``creating``: the run directory itself was being created."""
+    code = getattr(e, "errno", None)
+    if not creating and code not in _WRITE_ERRNOS:  # e.g. a missing model folder: not ours
+        code = None
+    if code not in _STORAGE:
+        if not (any(w in str(e) for w in _SPACE_WORDS) and low_on_space(where)):
+            return RunDirError(f"cannot create or write run_dir {str(where)!r}: {e}. Fix: "
+                               "choose another run_dir.") if creating else None
+        code = errno.ENOSPC
+    cause, fix = _STORAGE[code]
+    path = getattr(e, "filename", None) or where
+    what = "cannot create the run directory" if creating else "writing failed"
+    return RunDirError(f"{what}: {path}: {cause}. Nothing half-written was kept (temporary "
+                       f"files are removed). Fix: {fix}.")
+
+
 class RunDir:
     """A run folder: stage subfolders, markers and the manifest.
 
@@ -279,12 +352,15 @@ class RunDir:
         root = Path(root).expanduser()
         if root.is_dir():  # the root itself may be a link (a run on another disk); not inside
             refuse_links_in_run(root)
-        run = cls(root)
-        run._lock()
-        sentinel = run.root / SENTINEL
-        if not sentinel.is_file():
-            write_text(sentinel, "This folder is a pdselect run directory; pdselect only deletes "
-                                 "inside folders carrying this file.\n")
+        try:
+            run = cls(root)
+            run._lock()
+            sentinel = run.root / SENTINEL
+            if not sentinel.is_file():
+                write_text(sentinel, "This folder is a pdselect run directory; pdselect only "
+                                     "deletes inside folders carrying this file.\n")
+        except OSError as e:
+            raise storage_error(e, root, creating=True) from None
         return run
 
     def _lock(self) -> None:

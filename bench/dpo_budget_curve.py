@@ -70,14 +70,14 @@ def load(config: str | None, sets: list[str], toy: bool, out: Path, options: dic
     return cfg, bc.CurveConfig.from_config(cfg, **options)
 
 
-def check_policy(policy: str) -> str:
+def check_policy(policy: str, lora: bool = False) -> str:
     """Resolve the policy once, here (workers then only load a folder); a clear error first
     when its files cannot be found offline."""
     from pdselect.align.policy import SMOLLM2_NAME, cache_root, resolve_policy
 
     for mod, why in (("trl", "TRL's DPOTrainer"), ("datasets", "TRL's datasets"),
-                     ("peft", "LoRA (imported by the trainer)")):
-        if importlib.util.find_spec(mod) is None:
+                     ("peft", "align.lora=true")):
+        if importlib.util.find_spec(mod) is None and (mod != "peft" or lora):
             sys.exit(f"dpo_budget_curve: error: package '{mod}' ({why}) is not importable. "
                      f"Fix: install it (offline: from the bundle's wheels).")
     if policy.lower() in ("smollm2", SMOLLM2_NAME):
@@ -158,6 +158,11 @@ class Curve:
     def _write(self, row: dict) -> None:
         row.setdefault("elapsed_s", round(time.time() - self.t0, 1))
         bc.write_row(self.fh, row)
+        if row.get("kind") == "run":
+            log.info("%s: %s acc %s, length-controlled %s, %s pairs, %s steps, %ss",
+                     row.get("run_id"), row["status"], _f(row.get("acc", np.nan)),
+                     _f(row.get("acc_lc", np.nan)), row.get("n_train"), row.get("steps"),
+                     row.get("wall_s"))
 
     def job(self, run: dict):
         pc = self.cell(run["level"], run["seed"])
@@ -190,14 +195,17 @@ class Curve:
         n = self.curve.workers
         # OMP_NUM_THREADS wins (tests: 1; two threads on a busy CPU are 10-70x slower)
         threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // n))
-        todo, flying = list(plan), set()
+        todo, flying = list(plan), {}
+        # the workers inherit this: no progress bars from 6 trainers interleaved in one log
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
         with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as ex:
             while todo or flying:
                 while todo and len(flying) < n and not self.out_of_time():
                     job = self.job(todo.pop(0))
                     if job is not None:
-                        flying.add(ex.submit(bc.train_and_eval, job))
+                        flying[ex.submit(bc.train_and_eval, job)] = job["meta"]
                 if self.out_of_time() and todo:
                     log.warning("time limit %.0fs: %d runs not started",
                                 self.curve.time_limit_s, len(todo))
@@ -207,17 +215,20 @@ class Curve:
                     self.cell(nxt["level"], nxt["seed"])  # built while the workers train
                     continue
                 if flying:
-                    done, flying = wait(flying, return_when=FIRST_COMPLETED)
+                    done, _ = wait(list(flying), return_when=FIRST_COMPLETED)
                     for f in done:
-                        self._write(_result(f))
+                        self._write(_result(f, flying.pop(f)))
+                        if f.exception() is not None and todo:  # the pool is broken
+                            log.error("a worker died; %d runs not started", len(todo))
+                            self.skipped, todo = len(todo), []
         return self.skipped
 
 
-def _result(fut) -> dict:
+def _result(fut, meta: dict) -> dict:
     try:
         return fut.result()
     except Exception as e:  # noqa: BLE001 - a worker that died (e.g. killed for memory)
-        return {"kind": "run", "status": "error", "error": f"worker died: {e!r}"}
+        return {**meta, "status": "error", "error": f"worker died: {e!r}"}
 
 
 def _cuda() -> bool:
@@ -346,6 +357,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # 6 DPO processes share one GPU: less fragmentation, so fewer out-of-memory runs
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     t0 = time.time()
     a.out.mkdir(parents=True, exist_ok=True)
     options = {k: v for k, v in (("workers", a.workers), ("time_limit_s", a.time_limit),
@@ -355,10 +368,13 @@ def main(argv=None) -> int:
     from pdselect.errors import PDSelectError
 
     try:
+        from pdselect.config import check_devices
+
         cfg, curve = load(a.config, a.set, a.toy, a.out, options)
+        check_devices(cfg)   # align.device=cuda without a GPU: one line, before any work
     except (PDSelectError, ValueError) as e:
         sys.exit(f"dpo_budget_curve: error: {e}")
-    policy = check_policy(cfg.align.policy)
+    policy = check_policy(cfg.align.policy, cfg.align.lora)
     cfg = dataclasses.replace(cfg, align=dataclasses.replace(cfg.align, policy=policy))
     return _execute(cfg, curve, a.out, t0)
 
@@ -372,8 +388,9 @@ def _execute(cfg, curve, out: Path, t0: float) -> int:
          "curve": dataclasses.asdict(curve), "planned_runs": len(plan),
          "resumed_runs": len(done), "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
         indent=1, default=str))
-    log.info("%d runs to go (%d already in %s), %d workers, time limit %ss", len(plan),
-             len(done), rows_path, curve.workers, curve.time_limit_s or "none")
+    log.info("%d runs to go (%d already in %s), %d workers, time limit %s", len(plan),
+             len(done), rows_path, curve.workers, f"{curve.time_limit_s:g}s"
+             if curve.time_limit_s else "none")
     with open(rows_path, "a") as fh:
         not_started = Curve(cfg, curve, out, fh, t0, done).run(plan)
     table = summary_table(read_rows(rows_path))

@@ -132,6 +132,14 @@ def test_card_gets_the_verdict_from_report_json(card_run, tmp_path, monkeypatch)
     assert add_verdict(root)                                # again: replaced, not appended
     text = (root / "select" / "dpo" / "README.md").read_text()
     assert "Cannot tell." in text and "PD beats margin." not in text
+    # the report stage's verdict dict (report/verdict.py: selector, confidence, text)
+    (root / "report.json").write_text(json.dumps({"verdict": {
+        "selector": "margin", "confidence": "clear", "text": "margin beats PD.",
+        "evidence": {}}}))
+    assert add_verdict(root)
+    text = (root / "select" / "dpo" / "README.md").read_text()
+    assert "**margin** (confidence: clear). margin beats PD." in text
+    assert text.count("## Verdict") == 1 and "Cannot tell." not in text
 
 
 @pytest.mark.parametrize("source,licence", [("usr_topical_chat", "unknown"),

@@ -7,7 +7,8 @@ selected, from what source, under which licence, with which pdselect version and
 
 The report runs after select, so the card is written first without the verdict and
 :func:`add_verdict` fills the "Verdict" section from report.json's ``"verdict"`` key (a string,
-or a dict with a ``"line"`` / ``"summary"`` string) when there is one.
+or the report's dict: selector, confidence, text) when there is one. The report stage calls
+it after writing report.json.
 """
 
 from __future__ import annotations
@@ -126,9 +127,15 @@ def _token_lines(info: dict) -> list[str]:
 
 
 def verdict_line(report: dict) -> str | None:
+    """report.json's verdict as one line: a string as is; the report's dict (selector,
+    confidence, text) as "**selector** (confidence: ...). text"."""
     v = report.get("verdict")
     if isinstance(v, dict):
-        v = v.get("line") or v.get("summary") or v.get("text")
+        text = v.get("line") or v.get("summary") or v.get("text")
+        if text and "confidence" in v:
+            return (f"**{v.get('selector') or 'no selector'}** (confidence: "
+                    f"{v['confidence']}). {text}")
+        v = text
     return str(v) if v else None
 
 

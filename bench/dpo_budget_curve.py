@@ -49,8 +49,9 @@ from pdselect.experiments import budget_curve as bc  # noqa: E402
 log = logging.getLogger("dpo_budget_curve")
 #: --toy: the CPU dry run (tests/test_dpo_budget_curve.py): one seed, two budgets, 8 held-out
 #: pairs, 8 SummEval-OP inputs, short proxy texts, a tiny Llama built in code, 2 DPO steps
-TOY_SET = ["experiment.dpo_methods=[ALL, PD, RAND, RAF]", "experiment.dpo_conflict_levels=[0.3]", "experiment.dpo_seeds=[0]",
-           "experiment.budgets=[0.3, 0.5]", "experiment.dpo_eval_pairs=8", "data.max_rows=8",
+TOY_SET = ["experiment.dpo_methods=[ALL, PD, RAND, RAF]", "experiment.dpo_conflict_levels=[0.3]",
+           "experiment.dpo_seeds=[0]", "experiment.budgets=[0.3, 0.5]",
+           "experiment.dpo_eval_pairs=8", "data.max_rows=8",
            "proxy.max_input_tokens=32", "proxy.max_response_tokens=32", "proxy.device=cpu",
            "proxy.epochs=50", "align.device=cpu", "align.lora=false", "align.max_steps=2",
            "align.batch_size=2", "align.max_length=64", "align.lr=0.001"]
@@ -96,7 +97,11 @@ def check_policy(policy: str, lora: bool = False) -> str:
     elif not Path(policy).expanduser().exists():
         sys.exit(f"dpo_budget_curve: error: align.policy={policy!r} is not a local folder "
                  "(hub ids do not load offline). Fix: give a folder with config.json.")
-    return resolve_policy(policy)
+    try:
+        return resolve_policy(policy)   # smollm2: converted once, before any worker starts
+    except (ImportError, OSError, ValueError) as e:
+        sys.exit(f"dpo_budget_curve: error: cannot prepare the policy {policy!r}: "
+                 f"{type(e).__name__}: {e}")
 
 
 # ----------------------------------------------------------------------------- scheduler

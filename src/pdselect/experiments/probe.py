@@ -17,16 +17,55 @@ import pandas as pd
 
 
 
+def overall_correct(r_chosen: np.ndarray, r_rejected: np.ndarray,
+                    overall_delta: np.ndarray) -> np.ndarray:
+    """Per pair: 1 when the reward order matches the overall preference, 0 when not, 1/2 on a
+    reward tie, NaN on an overall tie or unknown overall (left out of every accuracy)."""
+    od = np.asarray(overall_delta, dtype=np.float64)
+    d = (np.asarray(r_chosen, dtype=np.float64) - np.asarray(r_rejected, dtype=np.float64)) \
+        * np.sign(od)
+    out = (d > 0) + 0.5 * (d == 0)
+    return np.where(np.isnan(od) | (od == 0), np.nan, out)
+
+
 def overall_accuracy(r_chosen: np.ndarray, r_rejected: np.ndarray,
                      overall_delta: np.ndarray) -> float:
     """Share of pairs whose reward order matches the overall preference (overall ties excluded;
     a reward tie counts 1/2)."""
+    return _mean(overall_correct(r_chosen, r_rejected, overall_delta))
+
+
+def _mean(c: np.ndarray) -> float:
+    c = c[~np.isnan(c)]
+    return float(c.mean()) if len(c) else float("nan")
+
+
+def preferred_length_gap(pairs: pd.DataFrame, overall_delta) -> np.ndarray:
+    """Length (characters) of the overall-preferred response minus the other's, per pair
+    (NaN on an overall tie): the covariate of the length-controlled metrics."""
     od = np.asarray(overall_delta, dtype=np.float64)
-    ok = ~np.isnan(od) & (od != 0)
-    if not ok.any():
-        return float("nan")
-    d = (np.asarray(r_chosen) - np.asarray(r_rejected))[ok] * np.sign(od[ok])
-    return float(((d > 0) + 0.5 * (d == 0)).mean())
+    gap = pairs["len_chosen"].to_numpy(np.float64) - pairs["len_rejected"].to_numpy(np.float64)
+    return np.where(np.isnan(od) | (od == 0), np.nan, gap * np.sign(od))
+
+
+def length_rule_correct(len_gap: np.ndarray) -> np.ndarray:
+    """The baseline "the longer response wins": 1 / 0 / 1/2 on equal lengths, NaN kept."""
+    g = np.asarray(len_gap, dtype=np.float64)
+    return np.where(np.isnan(g), np.nan, (g > 0) + 0.5 * (g == 0))
+
+
+def length_columns(prefix: str, correct: np.ndarray, len_gap: np.ndarray) -> dict:
+    """``prefix`` + _acc_longer / _acc_shorter / _balanced / _lenadj (stats.length_controlled):
+    accuracy where the preferred response is the longer / the shorter one, their mean, and
+    the accuracy a logistic fit on the length difference predicts at equal lengths."""
+    from ..stats import length_controlled
+
+    lc = length_controlled(correct, len_gap)
+    return {f"{prefix}_{k}": lc[src] for k, src in LENGTH_KEYS.items()}
+
+
+LENGTH_KEYS = {"acc_longer": "acc_longer", "acc_shorter": "acc_shorter",
+               "balanced": "balanced", "lenadj": "adjusted"}
 
 
 def _index(rows: dict, inputs, responses) -> np.ndarray:
@@ -65,8 +104,9 @@ def fit_probe_heads(D: np.ndarray, A: np.ndarray, S: np.ndarray, off: np.ndarray
 
 def probe_many(features_fn, train: pd.DataFrame, subsets: dict, test: pd.DataFrame,
                l2s: list[float], seed: int, epochs: int = 300, lr: float = 0.01,
-               offsets: dict | None = None, K: int = 1) -> dict:
-    """Probe accuracy of many training subsets at once: {name: {l2: accuracy on test}}.
+               offsets: dict | None = None, K: int = 1, detail: bool = False) -> dict:
+    """Probe accuracy of many training subsets at once: {name: {l2: accuracy on test}}
+    (``detail``: {name: {l2: per-test-pair correctness}}, see :func:`overall_correct`).
 
     ``train`` is the public train table (the reference orientation, with ``pair_id``); every
     subset is a table of some of its pairs, possibly relabelled (chosen/rejected swapped).
@@ -100,7 +140,8 @@ def probe_many(features_fn, train: pd.DataFrame, subsets: dict, test: pd.DataFra
         W = fit_probe_heads(D, A, S, O, scale, l2, epochs, lr, seed)
         R = X @ W.T
         for h, n in enumerate(names):
-            out[n][float(l2)] = overall_accuracy(R[t_w, h], R[t_l, h], od)
+            c = overall_correct(R[t_w, h], R[t_l, h], od)
+            out[n][float(l2)] = c if detail else _mean(c)
     return out
 
 

@@ -61,7 +61,9 @@ def _plt():
 
 
 def _main_probe(summary: pd.DataFrame) -> str | None:
-    probes = sorted(c[:-5] for c in summary.columns if c.startswith("probe_") and c.endswith("_mean"))
+    probes = sorted(c[:-5] for c in summary.columns if c.startswith("probe_l2=")
+                    and c.endswith("_mean") and "_" not in c[len("probe_l2="):-5])
+    # (the length-controlled companions, probe_l2=X_balanced etc., are not the main metric)
     # the weakest regularisation is the regime closest to DPO (BASELINES.md)
     return min(probes, key=lambda c: float(c.split("=")[1])) if probes else None
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pdselect.stats import format_paired, paired_difference
+
 LEVEL_ORDER = {"natural": 0, "0.1": 1, "0.2": 2, "0.3": 3}
 
 
@@ -24,9 +26,7 @@ def _ms(xs) -> str:
 
 
 def paired(pd_, margin) -> str:
-    d = np.asarray(pd_) - np.asarray(margin)
-    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return f"{d.mean():+.3f} ± {se:.3f} ({int((d > 0).sum())}/{len(d)})"
+    return format_paired(paired_difference(pd_, margin))
 
 
 def load(folder: Path) -> dict:

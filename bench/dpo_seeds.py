@@ -6,7 +6,11 @@
 For each method: the kept pairs and their conflict rate, the held-out DPO implicit-reward
 accuracy per seed, its mean, the standard error over seeds, the binomial standard error of ONE
 accuracy on ``--eval-pairs`` held-out pairs (the noise floor of a single run), and the paired
-per-seed differences to ALL@100% and RAND@30% (mean ± SE over seeds; seeds won).
+per-seed differences to ALL@100% and RAND@30% (mean ± SE over seeds; seeds won). A second table
+per (dataset, conflict) controls for length (results written by pdselect >= the issue-19 metrics):
+the accuracy where the overall-preferred response is the longer / the shorter one, their mean,
+and the logistic length-adjusted accuracy (mean over seeds), with LONGER = "the longer response
+wins". Statistics: pdselect.stats (scipy).
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ORDER = ["ALL", "PD", "RAND", "RAF", "PD-high"]
+from pdselect.stats import binomial_se, format_paired, mean_se, paired_difference
+
+ORDER = ["ALL", "PD", "RAND", "RAF", "PD-high", "IRG", "LONGER"]
+LENGTH = {"dpo_acc_longer": "preferred longer", "dpo_acc_shorter": "preferred shorter",
+          "dpo_balanced": "mean of strata", "dpo_lenadj": "length-adjusted"}
 
 
 def load(runs: list[str]) -> pd.DataFrame:
@@ -26,20 +34,20 @@ def load(runs: list[str]) -> pd.DataFrame:
     for run in runs:
         for r in json.loads((Path(run) / "results.json").read_text()):
             if r.get("dpo_implicit_acc") is not None:
-                rows.append({k: r[k] for k in ("dataset", "conflict", "seed", "method", "n",
-                                               "conflict_rate", "dpo_implicit_acc")})
+                rows.append({k: r.get(k) for k in ("dataset", "conflict", "seed", "method", "n",
+                                                   "conflict_rate", "dpo_implicit_acc",
+                                                   *LENGTH)})
     return pd.DataFrame(rows)
 
 
 def se(x: np.ndarray) -> float:
-    return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+    return mean_se(x)[1]
 
 
 def paired(acc: pd.DataFrame, method: str, other: str) -> str:
     if method == other or other not in acc or method not in acc:
         return ""
-    d = (acc[method] - acc[other]).dropna().to_numpy()
-    return f"{d.mean():+.3f} ± {se(d):.3f} ({int((d > 0).sum())}/{len(d)})"
+    return format_paired(paired_difference(acc[method], acc[other]))
 
 
 def table(df: pd.DataFrame, eval_pairs: int) -> str:
@@ -52,13 +60,36 @@ def table(df: pd.DataFrame, eval_pairs: int) -> str:
         g = df[df["method"] == m].sort_values("seed")
         a = acc[m].dropna().to_numpy()
         p = a.mean()
-        name = m if m == "ALL" else f"{m}@30%"
+        name = m if m in ("ALL", "LONGER") else f"{m}@30%"
         lines.append(
             f"| {name} | {' / '.join(str(int(n)) for n in g['n'])} | "
-            f"{' / '.join(f'{c:.2f}' for c in g['conflict_rate'])} | "
+            f"{' / '.join(_two(c) for c in g['conflict_rate'])} | "
             + " | ".join(f"{acc.loc[s, m]:.3f}" for s in seeds)
-            + f" | **{p:.3f}** ± {se(a):.3f} | {np.sqrt(p * (1 - p) / eval_pairs):.3f} | "
+            + f" | **{p:.3f}** ± {se(a):.3f} | {binomial_se(p, eval_pairs):.3f} | "
             f"{paired(acc, m, 'ALL')} | {paired(acc, m, 'RAND')} |")
+    return "\n".join(lines)
+
+
+def _two(c) -> str:
+    return "n/a" if c is None or pd.isna(c) else f"{c:.2f}"
+
+
+def length_table(df: pd.DataFrame) -> str:
+    """Plain accuracy next to the length-controlled numbers, mean ± SE over seeds."""
+    cols = [c for c in LENGTH if c in df.columns and df[c].notna().any()]
+    if not cols:
+        return "(no length-controlled columns: results written before the issue-19 metrics)"
+    lines = ["| method | accuracy | " + " | ".join(LENGTH[c] for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    methods = list(df["method"].unique())
+    for m in [m for m in ORDER if m in methods] + [m for m in methods if m not in ORDER]:
+        g = df[df["method"] == m]
+        cells = []
+        for c in ["dpo_implicit_acc", *cols]:
+            mean, s_e = mean_se(g[c].to_numpy(np.float64))
+            cells.append("n/a" if np.isnan(mean) else f"{mean:.3f}" + (
+                "" if np.isnan(s_e) else f" ± {s_e:.3f}"))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -71,6 +102,8 @@ def main() -> None:
     for (ds, c), g in df.groupby(["dataset", "conflict"]):
         print(f"{ds}, conflict {c}:\n")
         print(table(g, a.eval_pairs))
+        print(f"\n{ds}, conflict {c}, length-controlled (mean ± SE over seeds):\n")
+        print(length_table(g))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections import defaultdict
 
 import numpy as np
+
+from pdselect.stats import mean_se
 
 
 def paired(rows, probe: str, a: tuple, b: tuple) -> np.ndarray:
@@ -24,6 +25,11 @@ def paired(rows, probe: str, a: tuple, b: tuple) -> np.ndarray:
     for r in rows:
         by[r["seed"]][(r["method"], r["budget"])] = r[probe]
     return np.array([v[a] - v[b] for v in by.values() if a in v and b in v])
+
+
+def se(d: np.ndarray) -> float:
+    """Standard error of the mean over seeds (pdselect.stats, scipy)."""
+    return mean_se(d)[1]
 
 
 def main(argv=None) -> int:
@@ -47,7 +53,6 @@ def main(argv=None) -> int:
         d_rati = paired(rs, args.probe, ("PD-rati", b), ("RAND", b))
         if not len(d_all):
             continue
-        se = lambda d: d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")  # noqa
         share = d_rand.mean() / d_rati.mean() if len(d_rati) and d_rati.mean() != 0 else float("nan")
         z = d_rand.mean() / se(d_rand) if se(d_rand) > 0 else float("nan")
         print(f"| {ds} | {lv} | {d_all.mean():+.3f} ± {se(d_all):.3f} | {d_rand.mean():+.3f} "

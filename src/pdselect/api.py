@@ -67,10 +67,7 @@ def data_config(df: pd.DataFrame, path: Path, aspects: list[str] | None,
                                   "response and one numeric column per aspect",
                          fix="rename your columns (e.g. df.rename(columns={...}))")
     if not aspects:
-        types = pd.api.types
-        aspects = [c for c in df.columns if c not in _NOT_ASPECTS | {text, "response"}
-                   and types.is_numeric_dtype(df[c]) and not types.is_bool_dtype(df[c])]
-        log.info("select_pairs: aspects = the numeric columns %s", aspects)
+        aspects = _guess_aspects(df, text)
     missing = [a for a in aspects if a not in cols]
     if missing or not aspects:
         raise InputError("select_pairs", f"aspect columns {missing or aspects} not found",
@@ -83,6 +80,35 @@ def data_config(df: pd.DataFrame, path: Path, aspects: list[str] | None,
     if scales:
         data["scales"] = {k: [float(v) for v in s] for k, s in scales.items()}
     return data
+
+
+def _guess_aspects(df: pd.DataFrame, text: str) -> list[str]:
+    """The numeric columns that can be ratings: not ids, not constant, not named like metadata
+    (n_raters, turn, length, ...; the rule of ``pdselect init``). What is left out is logged as
+    a warning with the reason (issue 17: such columns silently became aspects)."""
+    from .data.sniff_generic import METADATA_PATTERN
+
+    types = pd.api.types
+    numeric = [c for c in df.columns if c not in _NOT_ASPECTS | {text, "response"}
+               and types.is_numeric_dtype(df[c]) and not types.is_bool_dtype(df[c])]
+    why = {}
+    for c in numeric:
+        if df[c].nunique(dropna=True) <= 1:
+            why[c] = "constant: cannot prefer one response over another"
+        elif METADATA_PATTERN.search(str(c)):
+            why[c] = "named like metadata (a count, length, position or time)"
+    kept = [c for c in numeric if c not in why]
+    if len(kept) < 2:  # too few without them: keep the metadata-like ones, still warned
+        kept = [c for c in numeric if not why.get(c, "").startswith("constant")]
+    for c, reason in why.items():
+        if c not in kept:
+            log.warning("select_pairs: numeric column %r is not used as an aspect (%s); pass "
+                        "aspects=[...] to use it", c, reason)
+        else:
+            log.warning("select_pairs: numeric column %r used as an aspect although %s; pass "
+                        "aspects=[...] to choose", c, reason)
+    log.info("select_pairs: aspects = the rating-like numeric columns %s", kept)
+    return kept
 
 
 def _write_input(df: pd.DataFrame, path: Path) -> None:

@@ -59,8 +59,8 @@ def _header_lines(s: Sniffed, run_dir: str) -> list[str]:
             f"# Sniffed {s.n_records} records ({s.fmt})" + (":" if s.columns else "."),
             *[f"#   {c.name}: {c.describe()}" for c in list(s.columns.values())[:40]],
             *[f"# - {n}" for n in s.notes],
-            "# Check the guesses marked 'guessed' below, then: pdselect validate -c <this file> "
-            "--full; pdselect run -c <this file>",
+            "# Check the guesses marked 'guessed' and 'CHECK' (above and below), then: "
+            "pdselect validate -c <this file> --full; pdselect run -c <this file>",
             "# Every key, its default and help: pdselect config --fields",
             f"run_dir: {_q(run_dir)}",
             "seed: 0",
@@ -90,6 +90,10 @@ def _aspect_lines(s: Sniffed) -> list[str]:
     if s.source in ("generic", "pairs") and s.aspects:
         L.append("  # the aspects (PD needs at least two); remove one to leave it out")
         L.append(f"  aspects: {_qlist(s.aspects)}")
+        for name, why in s.doubtful.items():  # issue 17: say where a guess is doubtful
+            L.append(f"  # CHECK (guessed) {name!r}: {why}; remove it if it is not a rating")
+        for name, why in s.left_out.items():
+            L.append(f"  # left out: {name!r}: {why}; add it if it IS a rating")
     if s.aspect_columns:
         L.append("  aspect_columns:   # aspect name: column (renamed: reserved or spaced "
                  "names)" if s.source == "generic" else "  aspect_columns:   # aspect: field "

@@ -36,6 +36,13 @@ ASPECT_COLUMN_NAMES = ("aspect", "attribute", "criterion", "criteria", "dimensio
                        "aspect_name", "quality", "facet")
 RATING_NAMES = ("rating", "score", "value", "grade", "label", "judgement", "judgment")
 ID_PATTERN = re.compile(r"(^|[_\-. ])(id|ids|idx|index|uid|uuid|key|hash|row|line|rank)$", re.I)
+# numeric columns that are metadata, not ratings: counts, lengths, positions, times (issue 17:
+# an `n_raters` or `turn` column silently became an aspect)
+METADATA_PATTERN = re.compile(
+    r"(^|[_\-. ])(n|num|number|count|cnt|nb)([_\-. ]|$)|^(n|num)(raters?|annotators?|votes?)"
+    r"|raters?$|annotators?$|judges?$|workers?$|votes?$|(^|[_\-. ])(length|len|tokens?|words?|"
+    r"chars?|characters|year|date|time|timestamp|duration|seconds|secs|position|pos|order|"
+    r"turn|step|epoch|seed|version|round|batch|fold|index|idx|offset)([_\-. ]|$)", re.I)
 
 
 @dataclass
@@ -139,6 +146,9 @@ class Sniffed:
     observed: dict[str, tuple[float, float]] = field(default_factory=dict)
     overall: bool = False
     notes: list[str] = field(default_factory=list)
+    # guesses to check: aspect -> why it may not be a rating (kept), column -> why left out
+    doubtful: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def fmt_num(x: float) -> str:
@@ -152,6 +162,48 @@ def guess_scale(lo: float, hi: float) -> list[float]:
         return [float(v) for v in min(fits, key=lambda s: (s[1] - s[0], -s[0]))]
     a, b = math.floor(lo), math.ceil(hi)
     return [float(a), float(b if b > a else a + 1)]
+
+
+def metadata_reason(name: str) -> str | None:
+    """Why a numeric column named ``name`` looks like metadata rather than a rating."""
+    if METADATA_PATTERN.search(name.strip()):
+        return "its name looks like metadata (a count, length, position or time), not a rating"
+    return None
+
+
+def value_doubt(c: Column) -> str | None:
+    """Why a numeric column's values look unlike ratings (kept as an aspect, but flagged)."""
+    if c.integer and c.hi - c.lo > 100:
+        return (f"whole numbers over a wide range ({fmt_num(c.lo)}..{fmt_num(c.hi)}): a count "
+                "or an id rather than a rating?")
+    return None
+
+
+def widening_note(name: str, c: Column, scale: list[float]) -> str | None:
+    """Say so when the guessed scale was widened to hold a few out-of-range ratings (or no
+    common scale fits): the user may prefer the narrow scale and those ratings rejected."""
+    sample = {float(v): n for v, n in c.values.items() if isinstance(v, (int, float))}
+    total = sum(sample.values())
+    if not total:
+        return None
+    for lo, hi in sorted(SCALES, key=lambda s: s[1] - s[0]):
+        inside = sum(n for v, n in sample.items() if lo <= v <= hi)
+        if (hi - lo) < scale[1] - scale[0] and inside >= 0.98 * total and inside < total:
+            out = sorted({fmt_num(v) for v in sample if not lo <= v <= hi})[:5]
+            return (f"CHECK: scale of {name!r} guessed {_fmt_scale(scale)} to hold every "
+                    f"rating, but only {total - inside} of {total} sampled ratings lie outside "
+                    f"{_fmt_scale([lo, hi])} (values {', '.join(out)}): if the scale is "
+                    f"{fmt_num(lo)}-{fmt_num(hi)}, set data.scales.{name}: [{fmt_num(lo)}, "
+                    f"{fmt_num(hi)}] (those ratings are then rejected and counted)")
+    if not any(s[0] <= c.lo and c.hi <= s[1] for s in SCALES):
+        return (f"CHECK: no common rating scale holds {name!r}'s observed "
+                f"{fmt_num(c.lo)}..{fmt_num(c.hi)}: its scale {_fmt_scale(scale)} is that "
+                "range rounded outwards; set data.scales." + name + " if the true scale differs")
+    return None
+
+
+def _fmt_scale(scale) -> str:
+    return "[" + ", ".join(fmt_num(v) for v in scale) + "]"
 
 
 def _aspect_name(col: str) -> str:
@@ -289,6 +341,9 @@ def _long(s: Sniffed, aspect: Column, rating: Column, ids: set[str]) -> None:
     scale = guess_scale(rating.lo, rating.hi)
     for a in found:  # one rating column: one observed range for every aspect
         s.scales[a] = scale
+    wide = widening_note(rating.name, rating, scale)
+    if wide:
+        s.notes.append(wide.replace(f"data.scales.{rating.name}:", "data.scales.<aspect>:"))
     if s.overall and "overall" not in s.scales:
         s.scales["overall"] = scale
     s.notes.append(f"long shape: one row per response x aspect; aspect = {aspect.name!r} "
@@ -297,10 +352,18 @@ def _long(s: Sniffed, aspect: Column, rating: Column, ids: set[str]) -> None:
 
 def _wide(s: Sniffed, numeric: list[Column], ids: set[str], overall: Column | None) -> None:
     cand = [c for c in numeric if c.name not in ids and c is not overall]
-    skipped = [c for c in cand if c.lo == c.hi]
-    for c in skipped:
-        s.notes.append(f"column {c.name!r} is constant ({fmt_num(c.lo)}): not an aspect")
+    for c in [c for c in cand if c.lo == c.hi]:
+        s.notes.append(f"column {c.name!r} is constant ({fmt_num(c.lo)} on every row): left "
+                       "out, since a rating that never varies cannot prefer one response "
+                       "over another")
     cand = [c for c in cand if c.lo < c.hi]
+    meta = {c.name: metadata_reason(c.name) for c in cand if metadata_reason(c.name)}
+    if len(cand) - len(meta) >= 2:  # leave metadata-like columns out, saying so
+        for name, why in meta.items():
+            s.left_out[name] = why
+            s.notes.append(f"CHECK: column {name!r} left out: {why}; if it IS a rating, add "
+                           "it to data.aspects (and data.scales)")
+        cand = [c for c in cand if c.name not in meta]
     if len(cand) < 2:
         shown = ", ".join(c.name for c in numeric) or "none"
         raise InputError(s.path, f"found {len(cand)} aspect column(s) (numeric, not an id, not "
@@ -315,4 +378,13 @@ def _wide(s: Sniffed, numeric: list[Column], ids: set[str], overall: Column | No
             s.aspect_columns[name] = c.name
         s.observed[name] = (c.lo, c.hi)
         s.scales[name] = guess_scale(c.lo, c.hi)
-    s.notes.append("wide shape: one row per response, one column per aspect")
+        why = meta.get(c.name) or value_doubt(c)
+        if why:
+            s.doubtful[name] = why
+            s.notes.append(f"CHECK: aspect {name!r} is a guess: {why}; remove it from "
+                           "data.aspects if it is not a rating")
+        wide = widening_note(name, c, s.scales[name])
+        if wide:
+            s.notes.append(wide)
+    s.notes.append("wide shape: one row per response, one column per aspect (the numeric "
+                   "columns that are not ids, the overall, constant or metadata-like)")

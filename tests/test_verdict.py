@@ -125,3 +125,29 @@ def test_kept_agreement_is_evidence():
     v = build_verdict(GOOD, pool, comparison, _kept(pool))
     assert v["evidence"]["kept"]["pd"]["agreement_ci95"] == [0.87, 0.93]
     assert "0.870-0.930" in "\n".join(_md_verdict(v))
+
+
+def test_weights_recorded_and_reliability_advice_only_when_off():
+    from pdselect.config import load_config
+    from pdselect.report.run_report import selection_warnings, weights_part
+    from pdselect.stats import wilson_interval
+
+    proxy = {"aspects": {"a": {"val_accuracy": 0.9, "n_val": 20},
+                         "b": {"val_accuracy": 0.52, "n_val": 100}}}
+    rel = weights_part(load_config(None, ["score.weighting=reliability"]), proxy, ["a", "b"])
+    assert rel["weighting"] == "reliability" and "lower end of the 95% Wilson" in rel["rule"]
+    assert rel["weights"]["a"] == pytest.approx(2 * wilson_interval(18, 20)[0] - 1)
+    assert rel["weights"]["b"] == 0.0
+    eq = weights_part(load_config(None, []), proxy, ["a", "b"])
+    assert eq["weights"] == {"a": 1.0, "b": 1.0}
+    report = {"proxy": proxy, "conflict_level_drop": None,
+              "selection": {"method": "pd", "pd_cutoff": -1.0, "n_kept_pd_positive": 0,
+                            "length_before": None, "length_after": None}}
+    off = " ".join(selection_warnings({**report, "pd_weights": eq}))
+    on = " ".join(selection_warnings({**report, "pd_weights": rel}))
+    assert "consider score.weighting=reliability" in off
+    assert "consider score.weighting=reliability" not in on and "'b'" in on
+    # one summary line for the chance aspects, not one per aspect
+    assert sum("not better than chance" in w for w in selection_warnings(
+        {**report, "proxy": {"aspects": {k: {"val_accuracy": 0.5, "n_val": 50}
+                                         for k in "abcde"}}})) == 1

@@ -243,27 +243,26 @@ def _cuda() -> bool:
 
 
 # ----------------------------------------------------------------------------- summary
-def _se(x) -> float:
-    x = np.asarray(x, dtype=float)
-    x = x[~np.isnan(x)]
-    return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
-
-
 def _f(x: float, sign: bool = False) -> str:
     return "-" if x is None or np.isnan(x) else (f"{x:+.3f}" if sign else f"{x:.3f}")
 
 
 def _mean_se(x) -> str:
-    x = np.asarray(x, dtype=float)
-    m = np.nanmean(x) if np.isfinite(x).any() else float("nan")
-    return f"{_f(m)} ± {_f(_se(x))}"
+    from pdselect.stats import mean_se
+
+    m, se = mean_se(x)
+    return f"{_f(m)} ± {_f(se)}"
 
 
 def _paired(g: pd.DataFrame, ref: pd.DataFrame, col: str) -> str:
-    d = (g.set_index("seed")[col] - ref.set_index("seed")[col]).dropna().to_numpy()
-    if not len(d):
+    """The method minus ALL, paired by seed: mean ± SE (seeds won), stats.paired_difference."""
+    from pdselect.stats import paired_difference
+
+    both = g[["seed", col]].merge(ref[["seed", col]], on="seed", suffixes=("", "_all"))
+    d = paired_difference(both[col], both[f"{col}_all"])
+    if d["n"] == 0:
         return ""
-    return f"{_f(d.mean(), True)} ± {_f(_se(d))} ({int((d > 0).sum())}/{len(d)})"
+    return f"{_f(d['mean'], True)} ± {_f(d['se'])} ({d['wins']}/{d['n']})"
 
 
 def _sort_key(key):
@@ -287,8 +286,8 @@ def summary_table(rows: list[dict]) -> str:
         return "(no finished runs)"
     lines = ["| conflict | method | budget | train pairs (mean) | seeds | accuracy ± SE | "
              "length-controlled ± SE | acc, preferred longer | acc, preferred shorter | "
-             "vs ALL: accuracy (paired, wins) | vs ALL: length-controlled |",
-             "|" + "---|" * 11]
+             "length-adjusted (logistic) | vs ALL: accuracy (paired, wins) | "
+             "vs ALL: length-controlled |", "|" + "---|" * 12]
     groups = df.groupby(["conflict", "method", "budget_label"])
     for key in sorted(groups.groups, key=_sort_key):
         g = groups.get_group(key).sort_values("seed")
@@ -298,6 +297,7 @@ def summary_table(rows: list[dict]) -> str:
             f"| {key[0]} | {key[1]} | {_budget(g, key[2])} | {g['n_train'].mean():.0f} | "
             f"{len(g)} | {_mean_se(g['acc'])} | {_mean_se(g['acc_lc'])} | "
             f"{_f(g['acc_longer'].mean())} | {_f(g['acc_shorter'].mean())} | "
+            f"{_f(g['acc_len_adjusted'].mean())} | "
             f"{_paired(g, ref, 'acc') if paired else ''} | "
             f"{_paired(g, ref, 'acc_lc') if paired else ''} |")
     return "\n".join(lines)

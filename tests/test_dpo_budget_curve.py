@@ -21,7 +21,7 @@ SCRIPT = REPO / "bench" / "dpo_budget_curve.py"
 RUN_KEYS = {"kind", "status", "run_id", "conflict", "seed", "method", "budget_label", "tier",
             "n_train", "train_share", "train_conflict_rate", "pool", "pool_conflict_rate",
             "eval_n", "acc", "acc_longer", "n_longer", "acc_shorter", "n_shorter", "acc_lc",
-            "n_equal_len", "mean_margin", "steps", "train_runtime_s", "eval_s", "wall_s",
+            "n_equal_len", "acc_len_adjusted", "len_slope", "mean_margin", "steps", "train_runtime_s", "eval_s", "wall_s",
             "elapsed_s", "proxy_val_acc", "pd_le0_share"}
 
 

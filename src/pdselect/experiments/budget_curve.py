@@ -153,18 +153,17 @@ def eval_frame(test: pd.DataFrame, n_max: int, seed: int) -> pd.DataFrame:
 
 def length_metrics(correct: np.ndarray, len_pref: np.ndarray, len_other: np.ndarray) -> dict:
     """Accuracy overall and within the strata 'the overall-preferred response is the longer /
-    the shorter one' (equal lengths: in neither), and the mean of the two strata."""
-    correct = np.asarray(correct, dtype=np.float64)
-    longer, shorter = len_pref > len_other, len_pref < len_other
+    the shorter one' (equal lengths: in neither), the mean of the two (``acc_lc``) and the
+    logistic length-adjusted accuracy at equal lengths (stats.length_controlled)."""
+    from ..stats import length_controlled
 
-    def acc(mask):
-        return float(correct[mask].mean()) if mask.any() else float("nan")
-
-    a_l, a_s = acc(longer), acc(shorter)
-    return {"eval_n": int(len(correct)), "acc": acc(np.ones(len(correct), bool)),
-            "acc_longer": a_l, "n_longer": int(longer.sum()), "acc_shorter": a_s,
-            "n_shorter": int(shorter.sum()), "acc_lc": float(np.mean([a_l, a_s])),
-            "n_equal_len": int((~longer & ~shorter).sum())}
+    diff = np.asarray(len_pref, dtype=np.float64) - np.asarray(len_other, dtype=np.float64)
+    m = length_controlled(correct, diff)
+    return {"eval_n": m["n"], "acc": m["acc"], "acc_longer": m["acc_longer"],
+            "n_longer": m["n_longer"], "acc_shorter": m["acc_shorter"],
+            "n_shorter": m["n_shorter"], "acc_lc": m["balanced"],
+            "n_equal_len": m["n"] - m["n_longer"] - m["n_shorter"],
+            "acc_len_adjusted": m["adjusted"], "len_slope": m["slope"]}
 
 
 @dataclasses.dataclass

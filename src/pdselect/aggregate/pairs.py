@@ -192,14 +192,16 @@ def _pair_frame(df: pd.DataFrame, aspects: list[str], W: np.ndarray, L: np.ndarr
     """The public pair table: winner rows ``W`` over loser rows ``L``, labelled by aspect ``k``."""
     text = df["response"].astype(str).to_numpy()
     inputs = df["input"].astype(str).to_numpy()
+    # lengths per response, then indexed: `np.char.str_len(text[W].astype(str))` made a
+    # fixed-width array of n_pairs x the LONGEST text (one 50 KB response: 4.9 GB, issue 17)
+    lengths = df["response"].astype(str).str.len().to_numpy(np.int64)
     return pd.DataFrame({
         "pair_id": [pair_id(input_ids[w], ids[w], ids[l]) for w, l in zip(W, L)],
         "input_id": input_ids[W], "input": inputs[W],
         "chosen": text[W], "rejected": text[L],
         "aspect": np.asarray(aspects, dtype=object)[k], "split": "train",
         "chosen_id": ids[W], "rejected_id": ids[L],
-        "len_chosen": np.char.str_len(text[W].astype(str)),
-        "len_rejected": np.char.str_len(text[L].astype(str)),
+        "len_chosen": lengths[W], "len_rejected": lengths[L],
     })
 
 
@@ -268,7 +270,7 @@ def holdout_rule(cfg: AggregateConfig, has_overall: bool, source: str) -> tuple[
 
 def split_by_input(pairs: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
     """Mark whole inputs as test: ceil(test_fraction * n_inputs), seeded."""
-    inputs = np.array(sorted(pairs["input_id"].unique()))
+    inputs = np.array(sorted(pairs["input_id"].unique()), dtype=object)  # not fixed-width
     n_test = int(np.ceil(test_fraction * len(inputs))) if test_fraction > 0 else 0
     test = set(_rng(seed, 2).permutation(inputs)[:n_test].tolist())
     pairs = pairs.copy()

@@ -53,7 +53,9 @@ class _NotWellFormed(Exception):
 
 def input_chunks(input_ids: np.ndarray, chunk_inputs: int) -> list[np.ndarray]:
     """Input ids in build_pairs' pair order (size, then id), cut into runs of ``chunk_inputs``."""
-    ids, counts = np.unique(input_ids.astype(str), return_counts=True)  # sorted by id
+    # object strings: astype(str) would make a fixed-width array sized by the longest id
+    as_text = np.array([str(x) for x in input_ids], dtype=object)
+    ids, counts = np.unique(as_text, return_counts=True)                # sorted by id
     order = np.lexsort((np.arange(len(ids)), counts))                   # by size, then id
     return [ids[order[i:i + chunk_inputs]] for i in range(0, len(ids), max(1, chunk_inputs))]
 

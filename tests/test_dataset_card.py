@@ -184,3 +184,35 @@ def test_token_check_skipped_without_a_loadable_policy(card_run, tmp_path):
     assert tok is None and "did not load" in why
     never = load_config(None, ["select.token_check=never"])
     assert policy_tokenizer(never) == (None, "select.token_check=never")
+
+
+def _rerun(card_run, tmp_path, *over):
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(card_run, root)
+    cfg = yaml.safe_load((card_run / "config.yaml").read_text())
+    data, policy = cfg["data"]["path"], cfg["align"]["policy"]
+    run_pipeline(load_config(None, overall_overrides(Path(data), root, f"align.policy={policy}",
+                                                     "align.max_length=40", *over)))
+    return root
+
+
+def test_jsonl_files_load_as_train_and_test(card_run, tmp_path):
+    from datasets import load_dataset
+
+    root = _rerun(card_run, tmp_path, "select.output_format=jsonl")
+    assert sorted(p.name for p in (root / "select" / "dpo").iterdir()) == \
+        ["README.md", "test-00000.jsonl", "train-00000.jsonl"]
+    meta = json.loads((root / "select" / "meta.json").read_text())
+    dd = load_dataset(str(root / "select" / "dpo"), cache_dir=str(tmp_path / "hf"))
+    assert len(dd["test"]) == meta["n_test"] > 0 and len(dd["train"]) == meta["n_selected"]
+    assert set(dd["test"]["label_source"]) <= {LABEL_OVERALL, LABEL_TIE, LABEL_NONE}
+    assert dd["train"].column_names == dd["test"].column_names
+
+
+def test_a_rule_that_keeps_nothing_is_a_clear_error(card_run, tmp_path):
+    from pdselect.errors import StageError
+
+    with pytest.raises(StageError, match="kept no pair.*pd_threshold=-100"):
+        _rerun(card_run, tmp_path, "select.pd_threshold=-100", "select.budget=1.0")

@@ -221,6 +221,11 @@ def stage_select(cfg: RunConfig, run: RunDir) -> dict:
     sel = (make_selector("combine", op=s.combine["op"], methods=list(members),
                          thresholds=thresholds, **common) if s.method == "combine"
            else make_selector(s.method, threshold=thresholds.get(s.method), **common)).fit(pool)
+    if sel.n_select_ == 0:  # only a threshold or an 'and' can get here: the budget keeps >= 1
+        raise StageError(f"select: the rule kept no pair of {len(pool)} (method={s.method}, "
+                         f"pd_threshold={s.pd_threshold}, min_margin={s.min_margin}, "
+                         f"combine={s.combine or None}). Fix: loosen the threshold (see the pd / "
+                         "margin columns of score/scores.parquet) or use op: or.")
     table = selection_table(pool, sel, s.method)
     write_parquet(out / "selection.parquet", table)
     # inspect.parquet and the TRL dataset alone in its folder (load_dataset(<run>/select/dpo),

@@ -71,7 +71,7 @@ def write_test_split(pairs_path: Path, folder: Path, train_file: Path, chat_form
     if train_file.suffix == ".jsonl":
         _write_jsonl(frames, path, _jsonl_columns(train_file), counts)
     else:
-        schema = pq.read_schema(train_file).remove_metadata()
+        schema = pq.read_schema(train_file).remove_metadata()  # one DatasetDict: same columns
         with parquet_appender(path) as out:
             for f in frames:
                 if len(f):

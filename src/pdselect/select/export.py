@@ -1,17 +1,19 @@
 """The select stage's hand-off: the TRL dataset folder and the inspection table.
 
-    select/dpo/train-00000.parquet   the kept pairs, alone in their folder, in selector order:
-                                     prompt, chosen, rejected (text, or message lists with
-                                     select.chat_format=conversational), pair_id, aspect, rank,
-                                     pd, gap__<aspect> (raw proxy reward gap per aspect)
+    select/dpo/train-00000.parquet   the kept pairs, in selector order: prompt, chosen, rejected
+                                     (in the select.chat_format layout, select/formats.py),
+                                     pair_id, aspect, rank, pd, gap__<aspect> (raw proxy reward
+                                     gap per aspect), label_source ("aspect")
+    select/dpo/test-00000.parquet    the held-out pairs, same columns (select/handoff.py)
+    select/dpo/README.md             the dataset card (select/card.py)
     select/inspect.parquet           every pool pair: rank, kept, ids, aspect, pd, gap__*,
                                      norm__* (the normalised gaps PD sums), lengths and texts
 
-The dataset folder holds nothing else, so ``datasets.load_dataset("<run>/select/dpo")`` and
-``trl dpo --dataset_name <run>/select/dpo`` read it as one ``train`` split (the file name's
-``train-`` prefix names the split). TRL's DPOTrainer ignores the extra columns: its collator
-reads only the token-id columns it builds, and the Trainer drops the other columns before
-batching (``remove_unused_columns``, on by default); tests/test_handoff.py trains a step on it.
+The folder holds nothing else, so ``datasets.load_dataset("<run>/select/dpo")`` and
+``trl dpo --dataset_name <run>/select/dpo`` read it as the ``train`` and ``test`` splits the
+card's ``configs`` name. TRL's DPOTrainer ignores the extra columns: its collator reads only
+the token-id columns it builds, and the Trainer drops the other columns before batching
+(``remove_unused_columns``, on by default); tests/test_handoff.py trains and evaluates on it.
 """
 
 from __future__ import annotations

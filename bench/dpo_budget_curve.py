@@ -206,6 +206,8 @@ class Curve:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
         with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as ex:
+            for _ in range(n):
+                ex.submit(bc.warm_worker)  # workers import torch/TRL while cell 1 is built
             while todo or flying:
                 while todo and len(flying) < n and not self.out_of_time():
                     job = self.job(todo.pop(0))

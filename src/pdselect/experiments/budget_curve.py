@@ -284,6 +284,13 @@ def _evaluate(job: dict, acfg: AlignConfig, model_dir: str) -> dict:
             "mean_margin": float(rw["gap"].mean())}
 
 
+def warm_worker() -> None:
+    """Import what a run needs (torch, transformers, TRL): sent to each worker at start, so
+    the imports overlap the first cell's proxy training in the driver."""
+    from ..align import dpo, implicit_reward  # noqa: F401
+    import trl  # noqa: F401
+
+
 def train_and_eval(job: dict) -> dict:
     """One DPO run (align/dpo.py, TRL) and its held-out evaluation; never raises: a failure
     is a row with status 'error' and the error's last lines."""

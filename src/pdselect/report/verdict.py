@@ -26,6 +26,7 @@ CANDIDATES = {"pd": ("pd", -1.0), "margin": ("margin", 1.0), "length": ("len_gap
 NAMES = {"pd": "PD", "margin": "the margin baseline (unified reward model)",
          "length": "the length rule (keep pairs whose chosen response is the longer)",
          "random": "random"}
+SHORT = {"pd": "PD", "margin": "the margin", "length": "the length rule", "random": "random"}
 METHOD_NOTE = ("conflict AUC with DeLong 95% intervals, paired DeLong intervals for the "
                "differences on the same pairs; kept-set agreement rates with Wilson 95% "
                "intervals")
@@ -120,7 +121,7 @@ def _labelled(scores: dict, known: np.ndarray, positive: np.ndarray, comparison:
     evidence["differences_vs_best"] = diffs
     b = aucs[best]
     tied = [m for m, d in diffs.items() if not d["ci95"][0] > 0]
-    sep = ", ".join(f"{NAMES[m]} {aucs[m]['auc']:.3f} (difference {d['diff']:+.3f}, 95% CI "
+    sep = ", ".join(f"{SHORT[m]} {aucs[m]['auc']:.3f} (difference {d['diff']:+.3f}, 95% CI "
                     f"{d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})" for m, d in diffs.items())
     head = (f"On {int(known.sum())} pairs with a known overall preference, {NAMES[best]} ranks "
             f"agreeing pairs first best: conflict AUC {b['auc']:.3f} (95% CI {b['ci95'][0]:.3f}"
@@ -129,7 +130,8 @@ def _labelled(scores: dict, known: np.ndarray, positive: np.ndarray, comparison:
         return {"selector": None, "confidence": "cannot tell", "evidence": evidence,
                 "text": f"Cannot tell: no selector is shown better than random. {head}"}
     if tied:
-        names = " and ".join(NAMES[m] for m in [best, *tied])
+        short = [SHORT[m] for m in [best, *tied]]
+        names = ", ".join(short[:-1]) + " and " + short[-1]
         return {"selector": None, "confidence": "cannot tell", "evidence": evidence,
                 "text": f"Cannot tell {names} apart (their intervals overlap). {head}"}
     text = f"Use {NAMES[best]}: its 95% intervals separate from every alternative. {head}"

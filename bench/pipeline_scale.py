@@ -93,6 +93,25 @@ def run_stage(stage: str, cfg: Path, log: Path, cache: Path, run: Path) -> dict:
     return out
 
 
+def write_scores(data: Path, aspects: list[str]) -> Path:
+    """A user's score file for the rated table ``data``: ids + one noisy score per aspect."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = data.with_name(data.stem + "_scores.parquet")
+    if out.exists():
+        return out
+    t = pq.read_table(data, columns=["input_id", "response_id", *aspects])
+    rng = np.random.default_rng(0)
+    cols = {"input_id": t["input_id"], "response_id": t["response_id"]}
+    for a in aspects:
+        cols[f"score_{a}"] = pa.array(t[a].to_numpy(zero_copy_only=False)
+                                      + rng.normal(0, 0.8, len(t)))
+    pq.write_table(pa.table(cols), out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-pairs", type=int, required=True, help="pairs (6 per input)")
@@ -102,6 +121,10 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="JSON results file")
     ap.add_argument("--stages", nargs="*", default=STAGES)
     ap.add_argument("--set", nargs="*", default=[], help="dotted config overrides key=value")
+    ap.add_argument("--scores", action="store_true",
+                    help="proxy.backend=scores: write per-response scores (rating + N(0, 0.8) "
+                         "noise, columns score_<aspect>, keyed by input_id + response_id) and "
+                         "score with them: no model is loaded")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from pdselect.data.synthetic import generate_rated
@@ -112,7 +135,13 @@ def main() -> None:
     t0 = time.perf_counter()
     info = generate_rated(n_inputs, data, n_prototypes=a.prototypes)
     info["generate_s"] = round(time.perf_counter() - t0, 1)
-    cfg = make_config(work, data, a.n_pairs, dict(kv.split("=", 1) for kv in a.set))
+    extra = dict(kv.split("=", 1) for kv in a.set)
+    if a.scores:
+        t0 = time.perf_counter()
+        extra.update({"proxy.backend": "scores",
+                      "proxy.scores_path": str(write_scores(data, info["aspects"]))})
+        info["scores_s"] = round(time.perf_counter() - t0, 1)
+    cfg = make_config(work, data, a.n_pairs, extra)
     run = Path(yaml.safe_load(cfg.read_text())["run_dir"])
     res = {"command": " ".join(sys.argv), "data": info, "config": str(cfg),
            "load_avg_start": os.getloadavg(), "cpus": os.cpu_count(), "stages": []}

@@ -111,6 +111,7 @@ def test_length_controlled_hand_computed():
     # "longer wins" is right on one stratum and wrong on the other: balanced 0.5
     rule = stats.length_controlled(np.array(diff) > 0, diff)
     assert rule["balanced"] == 0.5
+    assert math.isnan(rule["adjusted"])  # complete separation: no finite logistic fit
     # symmetric strata with equal |diff|: the fitted accuracy at equal length is the mean
     x = np.array([-1] * 10 + [1] * 10, float)
     y = np.array([1] * 3 + [0] * 7 + [1] * 8 + [0] * 2, float)

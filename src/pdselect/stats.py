@@ -165,6 +165,14 @@ def logistic_fit(x, y, l2: float = 0.0) -> tuple[float, float]:
     return float(res.x[0]), float(res.x[1])
 
 
+def _separated(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether ``x`` splits right (y > 1/2) from wrong (y < 1/2) with no overlap."""
+    hi, lo = x[y > 0.5], x[y < 0.5]
+    if len(hi) == 0 or len(lo) == 0:
+        return True
+    return bool(lo.max() < hi.min() or hi.max() < lo.min())
+
+
 def length_controlled(correct, len_diff, l2: float = 1e-3) -> dict:
     """Accuracy controlled for length, on pairs oriented by the overall preference.
 
@@ -173,7 +181,9 @@ def length_controlled(correct, len_diff, l2: float = 1e-3) -> dict:
     two strata (preferred is the longer / the shorter one; equal lengths in neither), their
     mean (``balanced``: 0.5 for the rule "longer wins" on any data), and the logistic
     regression of correctness on the length difference in units of its standard deviation:
-    ``adjusted`` = sigmoid(b0), the accuracy it predicts at equal lengths, ``slope`` = b1."""
+    ``adjusted`` = sigmoid(b0), the accuracy it predicts at equal lengths, ``slope`` = b1.
+    Both are NaN when the length difference separates right from wrong completely (e.g. the
+    rule "longer wins" itself): the fit has no finite solution there."""
     from scipy.special import expit
 
     c, d = np.asarray(correct, dtype=np.float64), np.asarray(len_diff, dtype=np.float64)
@@ -186,7 +196,7 @@ def length_controlled(correct, len_diff, l2: float = 1e-3) -> dict:
            "acc_shorter": float(c[shorter].mean()) if shorter.any() else NAN}
     out["balanced"] = (out["acc_longer"] + out["acc_shorter"]) / 2
     scale = float(np.std(d)) if len(d) > 1 else 0.0
-    if scale > 0 and 0 < c.mean() < 1:
+    if scale > 0 and 0 < c.mean() < 1 and not _separated(d, c):
         b0, b1 = logistic_fit(d / scale, c, l2)
         out.update(adjusted=float(expit(b0)), slope=b1)
     else:

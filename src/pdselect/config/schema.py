@@ -73,6 +73,11 @@ class DataConfig:
     mqm_references: Literal["keep", "drop"] = _f(
         "keep", "mqm sources only: keep or drop the human reference translations (systems "
                 "named ref, refA, ref-A, ref.B, Human-B, ...) as rated responses.")
+    always_hash: bool = _f(
+        False, "Hash every input file's bytes for the stage fingerprints, whatever its size. "
+               "Default false: files of 64 MiB or more count by size + mtime, so an in-place "
+               "edit that keeps the size and restores the mtime goes unseen; true costs one "
+               "read of the input per run.")
 
 
 @dataclass

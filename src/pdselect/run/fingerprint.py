@@ -7,7 +7,9 @@ Local data: every file under ``data.path`` (a file, or every file in a folder: a
 what the readers read, so nothing they read can change unseen), or every bundled copy (the
 whole ``bundled/`` folder, whichever source) when ``data.path`` is empty. Each file counts
 with its resolved path and size, plus the sha256 of its bytes when it is under
-:data:`HASH_LIMIT` (cheap) or its ``mtime_ns`` when larger. A Hugging Face dataset id
+:data:`HASH_LIMIT` (cheap) or its ``mtime_ns`` when larger, unless ``data.always_hash`` is
+set (then every file is hashed: an in-place edit that keeps the size and restores the mtime is
+seen too). A Hugging Face dataset id
 counts by name and split only (the hub's content is not visible offline).
 """
 
@@ -21,14 +23,16 @@ from pathlib import Path
 HASH_LIMIT = 64 * 2**20  # bytes; larger files count by size + mtime_ns
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
 
-# (resolved path, size, mtime_ns, inode) -> sha256: hash each file once per process
+# (resolved path, size, mtime_ns, ctime_ns, inode) -> sha256: hash each file once per process.
+# ctime is in the key because it cannot be set back: an edit with the mtime restored (os.utime)
+# still changes it, so a long-lived process (select_pairs in a notebook) re-hashes the file
 _hash_cache: dict[tuple, str] = {}
 
 
-def _file_entry(f: Path) -> list:
+def _file_entry(f: Path, always_hash: bool = False) -> list:
     st = f.stat()
-    key = (str(f), st.st_size, st.st_mtime_ns, st.st_ino)
-    if st.st_size >= HASH_LIMIT:
+    key = (str(f), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if st.st_size >= HASH_LIMIT and not always_hash:
         return [str(f), st.st_size, f"mtime_ns:{st.st_mtime_ns}"]
     if key not in _hash_cache:
         h = hashlib.sha256()
@@ -66,9 +70,10 @@ def input_fingerprint(data_cfg) -> dict:
     # a second input file some sources read (HelpSteer2's pairwise preference file) counts too
     extra = [Path(x).expanduser() for x in (getattr(data_cfg, "preference_path", "") or "",)
              if x and Path(x).expanduser().exists()]
+    full = bool(getattr(data_cfg, "always_hash", False))
     try:
-        entries = [_file_entry(f) for f in input_files(root)]
-        entries += [_file_entry(f) for x in extra for f in input_files(x)]
+        entries = [_file_entry(f, full) for f in input_files(root)]
+        entries += [_file_entry(f, full) for x in extra for f in input_files(x)]
     except OSError as e:  # unreadable input: the reader reports it with file and fix
         return {"kind": "unreadable", "path": str(root), "error": str(e), "digest": ""}
     blob = json.dumps(entries, sort_keys=True)

@@ -10,6 +10,7 @@ dataset handed to TRL outside pdselect), so all three see exactly the same examp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,35 @@ def encode_pair(tok, prompt: list[dict], chosen: list[dict], rejected: list[dict
     return {"prompt_ids": p[:n], "chosen_ids": pc[n:], "rejected_ids": pr[n:]}
 
 
+# a line that starts a message in the readers' rendering of a message list (data/rows.to_text:
+# one "role: content" line per message, a content's further lines below it)
+_ROLE_LINE = re.compile(r"^(system|user|assistant|tool|developer|function|ipython): ?(.*)$")
+
+
+def rendered_turns(text: str) -> list[dict] | None:
+    """The messages of a text the readers rendered from a message list of two or more turns,
+    or None for any other text (plain text, USR's role-less lines). The readers store every
+    prompt and response as text; without this, select.chat_format=conversational flattened a
+    dialogue into one user message and a rendered response turn of the user into an
+    assistant message (issue 17; docs/HANDOFF.md promises kept turns and roles)."""
+    if not _ROLE_LINE.match(text.split("\n", 1)[0]):
+        return None
+    msgs: list[dict] = []
+    for line in text.split("\n"):
+        m = _ROLE_LINE.match(line)
+        if m:
+            msgs.append({"role": m.group(1), "content": m.group(2)})
+        else:
+            msgs[-1]["content"] += "\n" + line
+    return msgs if len(msgs) >= 2 else None
+
+
 def _as_messages(x: Any, role: str) -> list[dict]:
-    """A text -> one ``role`` message; a message list (list or array of {"role", "content"},
-    e.g. a dialogue read back from Parquet) -> the same turns, in order, as plain dicts."""
+    """A text -> one ``role`` message, or the turns it was rendered from (rendered_turns);
+    a message list (list or array of {"role", "content"}, e.g. a dialogue read back from
+    Parquet) -> the same turns, in order, as plain dicts."""
     if isinstance(x, str):
-        return [{"role": role, "content": x}]
+        return rendered_turns(x) or [{"role": role, "content": x}]
     return [dict(m) for m in x]
 
 

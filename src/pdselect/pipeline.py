@@ -202,25 +202,19 @@ def _score_sharded(cfg: RunConfig, run: RunDir, aspects: list[str], out: Path):
 def stage_select(cfg: RunConfig, run: RunDir) -> dict:
     from .select.export import length_stats, pd_cutoff
     from .select.rank_buckets import write_select_outputs
-    from .select.selectors import make_selector, selection_table
+    from .select.selectors import rule_members, rule_selector, selection_table
     from .validate import check_budget
 
     s = cfg.select
     pool = load_score_pool(run)
     check_budget(cfg, len(pool))
     out = run.stage("select")
-    thresholds = {"pd": s.pd_threshold, "margin": s.min_margin}
-    members = s.combine.get("methods", []) if s.method == "combine" else [s.method]
-    if "irg" in members:  # a DPO policy's implicit-reward gap per pool pair (align/irg.py)
+    if "irg" in rule_members(s):  # a DPO policy's implicit-reward gap per pool pair
         from .align.irg import irg_gaps
 
         pool["irg_gap"] = irg_gaps(cfg, train_pairs(run, ["pair_id", "input", "chosen",
                                                           "rejected"]), pool, out / "irg")
-    common = dict(budget=s.budget, budget_count=s.budget_count, random_state=cfg.seed,
-                  stratify_by="aspect" if s.stratify_by_aspect else None)
-    sel = (make_selector("combine", op=s.combine["op"], methods=list(members),
-                         thresholds=thresholds, **common) if s.method == "combine"
-           else make_selector(s.method, threshold=thresholds.get(s.method), **common)).fit(pool)
+    sel = rule_selector(s, cfg.seed).fit(pool)
     if sel.n_select_ == 0:  # only a threshold or an 'and' can get here: the budget keeps >= 1
         raise StageError(f"select: the rule kept no pair of {len(pool)} (method={s.method}, "
                          f"pd_threshold={s.pd_threshold}, min_margin={s.min_margin}, "

@@ -235,6 +235,23 @@ def make_selector(method: str, **kwargs) -> BaseSelector:
     return SELECTORS[method](**kwargs)
 
 
+def rule_members(s) -> list[str]:
+    """The selectors a select config ``s`` (SelectConfig) runs: select.combine's, or method."""
+    return list(s.combine.get("methods", [])) if s.method == "combine" else [s.method]
+
+
+def rule_selector(s, seed: int) -> BaseSelector:
+    """The (unfitted) selector a select config ``s`` describes: method, budget, stratification,
+    the threshold rules (pd_threshold for pd, min_margin for margin) or select.combine."""
+    thresholds = {"pd": s.pd_threshold, "margin": s.min_margin}
+    common = dict(budget=s.budget, budget_count=s.budget_count, random_state=seed,
+                  stratify_by="aspect" if s.stratify_by_aspect else None)
+    if s.method == "combine":
+        return make_selector("combine", op=s.combine["op"], methods=rule_members(s),
+                             thresholds=thresholds, **common)
+    return make_selector(s.method, threshold=thresholds.get(s.method), **common)
+
+
 def selection_table(pool: pd.DataFrame, selector: BaseSelector, method: str) -> pd.DataFrame:
     """``select/selection.parquet``: pair_id, aspect, selected, rank (0 = kept first; the
     selector's full order), method, and the pool's pd / margin / pd_rati columns."""

@@ -18,6 +18,8 @@ import torch
 from pdselect.cli import main
 from pdselect.reward.heads import BTHeads, head_rewards
 
+#: the earlier demo: what these tests check is encoder batching and sharding, not the demo
+USR = "configs/examples/usr_topical_chat.yaml"
 SCORE_ATOL = 1e-9
 COLD_ATOL = 1e-4
 
@@ -25,7 +27,7 @@ COLD_ATOL = 1e-4
 @pytest.fixture(scope="module")
 def ref_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("det") / "ref"
-    assert main(["-q", "run", "-c", "configs/examples/usr_topical_chat.yaml", f"run_dir={run}"]) == 0
+    assert main(["-q", "run", "-c", USR, f"run_dir={run}"]) == 0
     return run
 
 
@@ -67,8 +69,8 @@ def test_shard_sizes_give_the_same_scores_and_selection(ref_run, tmp_path, shard
     run = tmp_path / "run"
     shutil.copytree(ref_run, run)
     over = [f"run_dir={run}", f"score.shard_size={shard_size}"]
-    assert main(["-q", "score", "-c", "configs/examples/usr_topical_chat.yaml", "--force"] + over) == 0
-    assert main(["-q", "select", "-c", "configs/examples/usr_topical_chat.yaml"] + over) == 0
+    assert main(["-q", "score", "-c", USR, "--force"] + over) == 0
+    assert main(["-q", "select", "-c", USR] + over) == 0
     _assert_same(ref_run, run, SCORE_ATOL)
 
 
@@ -78,12 +80,12 @@ def test_ray_engine_gives_the_same_scores_and_selection(ref_run, tmp_path):
     shutil.copytree(ref_run, run)
     over = [f"run_dir={run}", "score.shard_size=150", "score.engine=ray"]
     try:
-        assert main(["-q", "score", "-c", "configs/examples/usr_topical_chat.yaml", "--force"] + over) == 0
+        assert main(["-q", "score", "-c", USR, "--force"] + over) == 0
     finally:
         import ray
 
         ray.shutdown()
-    assert main(["-q", "select", "-c", "configs/examples/usr_topical_chat.yaml"] + over) == 0
+    assert main(["-q", "select", "-c", USR] + over) == 0
     _assert_same(ref_run, run, SCORE_ATOL)
 
 
@@ -94,5 +96,5 @@ def test_cold_cache_encoder_batch_sizes_give_the_same_selection(ref_run, tmp_pat
     run = tmp_path / "run"
     over = [f"run_dir={run}", f"proxy.batch_size={batch_size}",
             f"proxy.cache_dir={tmp_path / 'cache'}"]
-    assert main(["-q", "run", "-c", "configs/examples/usr_topical_chat.yaml"] + over) == 0
+    assert main(["-q", "run", "-c", USR] + over) == 0
     _assert_same(ref_run, run, COLD_ATOL)

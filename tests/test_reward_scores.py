@@ -13,7 +13,7 @@ from pdselect.config import load_config
 from pdselect.errors import StageError
 from pdselect.pipeline import run_pipeline
 from pdselect.reward.fixed import agreement_metrics, StandardisedMean
-from pdselect.reward.scores import ScoreLookup, build_table, text_key
+from pdselect.reward.scores import build_table, text_key
 
 A = ["helpful", "honest", "brief"]
 
@@ -72,7 +72,12 @@ def test_the_users_scores_are_the_gaps_pd_and_selection_use(tmp_path):
                for m in metrics["aspects"].values())
     assert all(m["val_accuracy"] > 0.8 for m in metrics["aspects"].values())
     # the unified reward: standardised mean of the aspect scores (no 'unified' column given)
-    assert (root / "proxy" / "unified" / "unified_standardiser.json").exists()
+    unified = json.loads((root / "proxy" / "unified" / "scores.json").read_text())
+    sd = [scores[f"my_{a}"].std(ddof=0) for a in A]
+    np.testing.assert_allclose(unified["scale"], sd, rtol=1e-9)
+    margin = pd.read_parquet(root / "score" / "scores.parquet")["margin"].to_numpy()
+    gaps = pd.read_parquet(root / "score" / "scores.parquet")[[f"gap__{a}" for a in A]]
+    np.testing.assert_allclose(margin, (gaps.to_numpy() / sd).mean(1), rtol=1e-9)
     report = (root / "report.md").read_text()
     assert "helpful" in report and "not better than chance" not in report
 
@@ -160,10 +165,14 @@ def test_agreement_metrics_hand_computed():
 
 
 def test_standardised_mean_is_fixed_at_fit():
-    table = pd.DataFrame({"key": [text_key("i", r) for r in "abc"],
-                          "x": [1.0, 2.0, 3.0], "y": [10.0, 10.0, 40.0]})
-    inner = ScoreLookup(table, {"path": "t", "matched_by": "text"}, ["x", "y"])
-    u = StandardisedMean.fit(inner, ["i"] * 3, list("abc"))
+    class Inner:
+        backend = "fake"
+        table = {"a": [1.0, 10.0], "b": [2.0, 10.0], "c": [3.0, 40.0]}
+
+        def rewards(self, inputs, responses, progress=False):
+            return np.array([self.table[r] for r in responses])
+
+    u = StandardisedMean.fit(Inner(), ["i"] * 3, list("abc"))
     # x: mean 2, sd sqrt(2/3); y: mean 20, sd sqrt(200)
     want = ((3 - 2) / np.sqrt(2 / 3) + (40 - 20) / np.sqrt(200)) / 2
     assert u.rewards(["i"], ["c"])[0, 0] == pytest.approx(want)
@@ -188,3 +197,20 @@ def test_editing_the_score_file_reruns_the_proxy_stage(tmp_path):
     s.assign(my_helpful=-s["my_helpful"]).to_csv(tmp_path / "s.csv", index=False)
     after = pd.read_parquet(run(tmp_path, tmp_path / "s.csv") / "score" / "scores.parquet")
     np.testing.assert_allclose(after["gap__helpful"], -before["gap__helpful"], atol=1e-12)
+
+
+def test_ray_engine_scores_the_users_scores_like_the_local_engine(tmp_path):
+    pytest.importorskip("ray", reason="ray[data] not installed")
+    _, scores = make_data(tmp_path, n_inputs=12)
+    scores.drop(columns=["input_id", "response_id"]).to_csv(tmp_path / "s.csv", index=False)
+    local = run(tmp_path, tmp_path / "s.csv", "score.shard_size=40")
+    try:
+        ray_root = run(tmp_path, tmp_path / "s.csv", f"run_dir={tmp_path / 'ray'}",
+                       "score.shard_size=40", "score.engine=ray", "score.ray_actors=1")
+    finally:
+        import ray
+
+        ray.shutdown()
+    a = pd.read_parquet(local / "select" / "selection.parquet")
+    b = pd.read_parquet(ray_root / "select" / "selection.parquet")
+    pd.testing.assert_frame_equal(a, b)

@@ -151,3 +151,15 @@ def test_weights_recorded_and_reliability_advice_only_when_off():
     assert sum("not better than chance" in w for w in selection_warnings(
         {**report, "proxy": {"aspects": {k: {"val_accuracy": 0.5, "n_val": 50}
                                          for k in "abcde"}}})) == 1
+
+
+def test_tie_with_the_length_rule_says_who_is_still_behind():
+    pool = _pool(pd_noise=0.5, margin_noise=3.0)
+    pool["len_chosen"] = -1000.0 * pool["pd"]   # the length rule ranks exactly as PD does
+    pool["len_rejected"] = 0.0
+    v = build_verdict(GOOD, pool, None, _kept(pool))
+    assert v["selector"] is None and v["confidence"] == "cannot tell"
+    assert v["text"].startswith("Cannot tell PD and the length rule apart")
+    assert "PD is ahead of the margin" in v["text"]
+    md = "\n".join(_md_verdict(v))
+    assert "+0.000 to +0.000" in md  # differences are printed signed, 'to' not a dash

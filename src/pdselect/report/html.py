@@ -187,7 +187,7 @@ def _verdict_section(v: dict | None) -> list[str]:
     if e.get("auc"):
         diffs, kept = e.get("differences_vs_best", {}), e.get("kept", {})
         rows = [[m, a["auc"], _ci(a["ci95"]), diffs[m]["diff"] if m in diffs else "best",
-                 _ci(diffs[m]["ci95"]) if m in diffs else "",
+                 _signed_ci(diffs[m]["ci95"]) if m in diffs else "",
                  _ci(kept.get(m, {}).get("agreement_ci95"))] for m, a in e["auc"].items()]
         P.append(_table(["selector", "conflict AUC", "95% CI (DeLong)", "best minus this",
                          "95% CI of the difference", "kept agreeing with overall, 95% CI"],
@@ -202,6 +202,13 @@ def _ci(lo_hi) -> str:
     if not lo_hi or any(x is None or not np.isfinite(x) for x in lo_hi):
         return "n/a"
     return f"{num(lo_hi[0])}\u2013{num(lo_hi[1])}"
+
+
+def _signed_ci(lo_hi) -> str:
+    """An interval of a difference: '+0.003 to +0.022' (a dash would read as a minus)."""
+    if not lo_hi or any(x is None or not np.isfinite(x) for x in lo_hi):
+        return "n/a"
+    return f"{lo_hi[0]:+.3f} to {lo_hi[1]:+.3f}"
 
 
 def _counts_section(r: dict) -> list[str]:

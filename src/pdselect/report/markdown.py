@@ -47,6 +47,12 @@ def _ci(lo_hi) -> str:
     return "n/a" if not (math.isfinite(lo) and math.isfinite(hi)) else f"{lo:.3f}-{hi:.3f}"
 
 
+def _signed_ci(lo_hi) -> str:
+    """An interval of a difference: '+0.003 to +0.022' (a dash would read as a minus)."""
+    lo, hi = lo_hi
+    return "n/a" if not (math.isfinite(lo) and math.isfinite(hi)) else f"{lo:+.3f} to {hi:+.3f}"
+
+
 def _holdout_line(r: dict) -> str:
     """Whether inputs were held out for evaluation (aggregate/meta.json's ``holdout`` when the
     aggregate stage records it; else the test split's size)."""
@@ -237,7 +243,7 @@ def _md_verdict(v: dict | None) -> list[str]:
         L += _table(["selector", "conflict AUC", "95% CI (DeLong)", "best minus this",
                      "95% CI of the difference (paired DeLong)", "kept agreeing with overall, 95% CI"],
                     [[m, a["auc"], _ci(a["ci95"]), diffs[m]["diff"] if m in diffs else "best",
-                      _ci(diffs[m]["ci95"]) if m in diffs else "best",
+                      _signed_ci(diffs[m]["ci95"]) if m in diffs else "",
                       _ci(e.get("kept", {}).get(m, {}).get("agreement_ci95",
                                                             (math.nan, math.nan)))]
                      for m, a in e["auc"].items()])

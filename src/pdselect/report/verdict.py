@@ -132,8 +132,11 @@ def _labelled(scores: dict, known: np.ndarray, positive: np.ndarray, comparison:
     if tied:
         short = [SHORT[m] for m in [best, *tied]]
         names = ", ".join(short[:-1]) + " and " + short[-1]
+        ahead = [SHORT[m] for m in diffs if m not in tied]
+        also = (f" {SHORT[best][0].upper() + SHORT[best][1:]} is ahead of "
+                f"{' and '.join(ahead)} (interval of the difference above 0)." if ahead else "")
         return {"selector": None, "confidence": "cannot tell", "evidence": evidence,
-                "text": f"Cannot tell {names} apart (their intervals overlap). {head}"}
+                "text": f"Cannot tell {names} apart (their intervals overlap).{also} {head}"}
     text = f"Use {NAMES[best]}: its 95% intervals separate from every alternative. {head}"
     if best == "length":
         text += " PD adds nothing here that a length filter would not."

@@ -248,8 +248,8 @@ def test_a_reader_failing_midway_leaves_no_spill_file(tmp_path, monkeypatch):
     assert list((tmp_path / "out").iterdir()) == []  # ... and removed with the failure
 
 
-def test_ingest_stage_rejects_identical_texts_across_spilled_batches(tmp_path, monkeypatch):
-    """The duplicate rules see every batch: a text repeated after a spill is still caught."""
+def test_ingest_stage_averages_identical_texts_across_spilled_batches(tmp_path, monkeypatch):
+    """The repeat rule sees every batch: a text repeated after a spill is still caught."""
     import pdselect.data.rows as rows
     from pdselect.config import DataConfig
     from pdselect.data import read_source
@@ -264,4 +264,10 @@ def test_ingest_stage_rejects_identical_texts_across_spilled_batches(tmp_path, m
                                  scales={"x": [1, 5]}), rej,
                       spill_to=tmp_path / "rated.parquet")
     assert len(got.df) == 10
-    assert rej.counts() == {"duplicate response text for this input": 1}
+    # issue 17: a repeated text's ratings are averaged into the first row (generic source),
+    # also when that row was already spilled: the file and the id-only frame agree
+    assert rej.counts() == {"response rated on several rows per aspect: ratings averaged "
+                            "(kept, not dropped)": 1}
+    on_disk = pd.read_parquet(tmp_path / "rated.parquet").set_index("response")
+    assert on_disk.loc["a0", "x"] == 1.5 and on_disk.loc["a1", "x"] == 1
+    assert got.df.set_index("response_id").loc[on_disk.loc["a0", "response_id"], "x"] == 1.5

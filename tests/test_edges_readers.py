@@ -69,6 +69,21 @@ def test_per_rater_long_table_averages_the_raters(tmp_path):
                             "(kept, not dropped)": 6}
 
 
+def test_per_rater_wide_table_averages_like_mqm(tmp_path):
+    """One row per response x rater (wide): the same text under one input is one response;
+    its raters' ratings are averaged (it was: the first rater's kept, the others rejected)."""
+    rows = [{"q": f"q{i}", "answer": f"a{j}", "rater": r, "help": h, "short": 3}
+            for i in range(2) for j in range(2) for r, h in (("r1", 1 + j), ("r2", 2 + j),
+                                                              ("r3", 4 + j))]
+    f = tmp_path / "wide_raters.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t, rej = _read(f)
+    assert len(t.df) == 4
+    assert sorted(t.df["help"]) == [7 / 3, 7 / 3, 10 / 3, 10 / 3]
+    assert rej.counts() == {"response rated on several rows per aspect: ratings averaged "
+                            "(kept, not dropped)": 4}
+
+
 def test_a_bad_rating_among_raters_is_rejected_on_its_own_line(tmp_path):
     rows = [{"q": "q", "answer": a, "aspect": "help", "rating": r}
             for a, r in (("x", 2), ("x", 9), ("x", 4), ("y", 1))]

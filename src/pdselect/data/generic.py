@@ -20,8 +20,9 @@ aspect name -> column otherwise). Every mapping problem of a file is reported at
 error, with the closest column of the FILE for a misspelt name.
 
 Ids: without ``input_id`` the id is sha1(input); ``response_id`` = input_id + (the mapped
-response_id column, else sha1(response)), so a repeated answer to one input is a duplicate and
-rejected (counted). One ``input_id`` with two different input texts is rejected (the first text
+response_id column, else sha1(response)). Repeated ratings of one response are AVERAGED in both
+shapes (the mqm source's rule; data/repeats.py): in the wide shape a response text given again
+under the same input (one row per rater) adds its ratings to the first row's mean. One ``input_id`` with two different input texts is rejected (the first text
 is kept); input and response may be text or chat-message lists (rendered by rows.to_text).
 
 Long shape: the rows of one response (same input_id and response_id, else the same response
@@ -52,6 +53,7 @@ from ..errors import InputError
 from .rejects import RejectLog
 from .schema import RatedTable
 from .loading import iter_records, resolve_path
+from .repeats import AVERAGED
 from .rows import TableBuilder, parse_rating, select_aspects, short_hash, shown
 
 log = logging.getLogger(__name__)
@@ -267,6 +269,7 @@ def _read_wide(cfg: DataConfig, path: str, m: Mapping, scales: dict,
     has_overall = "overall" in cols
     b = TableBuilder(source="generic", aspects=aspects, scales=scales, has_overall=has_overall,
                      rejects=rejects, strict=cfg.strict)
+    b.repeats = {}  # a response text rated again (per-rater rows) is averaged (data/repeats.py)
     rating_cols = [m.aspect_columns[a] for a in aspects] + ([cols["overall"]] if has_overall
                                                              else [])
     required = [cols["input"], cols["response"], *rating_cols]
@@ -403,8 +406,7 @@ def _add_groups(b: TableBuilder, groups: dict[tuple[str, str], dict], aspects: l
     if repeated:
         log.info("generic: %d responses rated more than once per aspect (several raters, or "
                  "one text repeated): their ratings averaged", repeated)
-        b.rejects.add("response rated on several rows per aspect: ratings averaged (kept, "
-                      "not dropped)", n=repeated, field="rating")
+        b.rejects.add(AVERAGED, n=repeated, field="rating")
 
 
 def _mean_rating(b: TableBuilder, aspect: str, rows: list[tuple]) -> float:

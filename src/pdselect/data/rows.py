@@ -16,7 +16,9 @@ Rules (the same for all sources):
   * a rating too large for a float (1e999)   -> rejected as out of scale
   * a response_id seen before               -> later copies rejected ("duplicate response_id")
   * a response text (whitespace-stripped) seen before under the same input -> later copies
-    rejected ("duplicate response text for this input"): identical texts are never paired
+    rejected ("duplicate response text for this input"): identical texts are never paired;
+    the generic source instead AVERAGES the copies' ratings into the first (data/repeats.py,
+    the mqm rule: a per-rater table rates one response several times)
   * an input_id seen before with a different input text -> rejected ("input_id reused with a
     different input text"); the first text is kept, never a silent merge
   * a prompt / response that is not text (see :func:`to_text`) -> rejected
@@ -47,6 +49,7 @@ from ..errors import InputError
 from ..run.artifacts import ParquetAppender
 from .rejects import RejectLog
 from .schema import RATED_BASE, RatedTable
+from . import repeats
 from .spill import SPILL_ROWS, spill_target, temp_name
 from .formats import HugeNumber
 
@@ -208,6 +211,9 @@ class TableBuilder:
         self.checked, self.absent = Counter(), Counter()  # field -> records checked / lacking
         self.keys_seen: set[str] = set()
         self.first_file = ""
+        # None: a repeated response text is rejected; a dict (generic source): its ratings are
+        # kept here and averaged into the first row at finish() (data/repeats.py)
+        self.repeats: dict[tuple[str, bytes], list[dict[str, float]]] | None = None
 
     # ----------------------------------------------------------------------------- problems
     def reject(self, reason: str, file: str, line: int, record: Any, field: str | None = None,
@@ -310,6 +316,9 @@ class TableBuilder:
                              empty="empty response")
         if response is None:
             return False
+        if self.repeats is not None and self._repeat(file, line, record, input_id, input,
+                                                     response, ratings, overall):
+            return True
         if response_id in self.ids:
             self.reject("duplicate response_id", file, line, record, field="response_id",
                         expected="unique responses", value=response_id)
@@ -344,6 +353,19 @@ class TableBuilder:
         self.rows.append(row)
         if self.spill is not None and len(self.rows) >= SPILL_ROWS:
             self._flush()
+        return True
+
+    def _repeat(self, file: str, line: int, record: Any, input_id: str, input: str,
+                response: str, ratings: dict, overall: Any) -> bool:
+        """True when this is a response text seen before under the same input (and input
+        text): its checked ratings are kept for averaging (data/repeats.py)."""
+        key = (input_id, digest(response.strip()))
+        if key not in self.texts or self.inputs.get(input_id) != digest(input):
+            return False
+        got = {a: self.rating(a, ratings.get(a), file, line, record) for a in self.aspects}
+        if self.has_overall:
+            got["overall"] = self.rating("overall", overall, file, line, record)
+        self.repeats.setdefault(key, []).append(got)
         return True
 
     def _columns(self) -> list[str]:
@@ -388,13 +410,21 @@ class TableBuilder:
         if not self.rows and not self.light:
             raise self.nothing_usable(self.first_file or self.source)
         path = None
+        rated = self.aspects + (["overall"] if self.has_overall else [])
         if self.spill is None:
             df = self._frame(self.rows)
+            if self.repeats:
+                df = repeats.patch_frame(df, self.repeats, digest, rated, {})
         else:
             if self.rows:
                 self._flush()
             path = self.spill.commit(self.spill_path)
+            if self.repeats:  # the first rows may be in the file already: one rewrite
+                by_rid = repeats.rewrite_spill(path, self.repeats, digest, rated)
+                self.light = repeats.patch_light(self.light, by_rid)
             df = pd.concat(self.light, ignore_index=True)
+        if self.repeats:
+            self.rejects.add(repeats.AVERAGED, n=len(self.repeats), field="response")
         log.info("%s: %d responses, %d inputs, aspects %s", self.source, len(df),
                  df["input_id"].nunique(), self.aspects)
         scales = {a: self.scales[a] for a in self.aspects + (["overall"] if self.has_overall

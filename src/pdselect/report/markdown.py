@@ -241,7 +241,8 @@ def _md_verdict(v: dict | None) -> list[str]:
     if e.get("auc"):
         diffs = e.get("differences_vs_best", {})
         L += _table(["selector", "conflict AUC", "95% CI (DeLong)", "best minus this",
-                     "95% CI of the difference (paired DeLong)", "kept agreeing with overall, 95% CI"],
+                     "95% CI of the difference (paired DeLong)",
+                     "kept agreeing with overall, 95% CI"],
                     [[m, a["auc"], _ci(a["ci95"]), diffs[m]["diff"] if m in diffs else "best",
                       _signed_ci(diffs[m]["ci95"]) if m in diffs else "",
                       _ci(e.get("kept", {}).get(m, {}).get("agreement_ci95",

@@ -151,7 +151,6 @@ def write_handoff(cfg, root: Path, data_file: Path, summary: dict, tok, why_no_t
     """After the train file: the test split, dataset_info.json, the token-length check (with
     ``tok``, the policy's tokenizer, or skipped for the reason ``why_no_tok``) and the card.
     Returns the select meta's hand-off keys."""
-    from ..run.artifacts import read_json
     from .card import write_card
     from .tokens import token_check
 
@@ -163,8 +162,7 @@ def write_handoff(cfg, root: Path, data_file: Path, summary: dict, tok, why_no_t
     lf = llamafactory_entries(out, files, s.chat_format)
     check = (token_check(files, tok, cfg.align.max_length, s.chat_format, cfg.align.policy)
              if tok is not None else None)
-    source = read_json(Path(root) / "ingest" / "meta.json").get("source", cfg.data.source)
-    write_card(out / "dpo", {"source": cfg.data.source, "source_detail": source,
+    write_card(out / "dpo", {"source": cfg.data.source,
                              "files": files, "method": s.method, "chat_format": s.chat_format,
                              "counts": {"n_pool": summary["n_pool"],
                                         "n_selected": summary["n_selected"], **test},

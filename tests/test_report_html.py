@@ -5,6 +5,7 @@ with labelled colour bars, one colour per method and legends listing only what w
 from __future__ import annotations
 
 import base64
+import shutil
 import html
 import json
 import warnings
@@ -386,3 +387,39 @@ def test_run_pd_histogram_legend_and_cutoff(kept_figures, tmp_path):
     assert labels == ["kept", "dropped", "cut-off -1.000"]
     assert ax.get_xlabel().startswith("PD") and ax.get_ylabel() == "pairs"
     assert len(kept_figures[0].axes) == 1  # no overall label: one panel
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="no headless chromium to run the page's script")
+def test_review_script_sorts_and_filters_in_a_browser(hostile_run, tmp_path):
+    """The inline script, run by a real headless browser: a header click sorts, the
+    kept/dropped select and the text box filter, the count follows."""
+    import subprocess
+
+    run_dir, _, text, _, _ = hostile_run
+    probe = ("<script>(function(){var t=document.getElementById('pair-table');"
+             "var hs=t.tHead.rows[0].cells;hs[3].click();hs[3].click();"
+             "var first=t.tBodies[0].rows[0].cells[3].getAttribute('data-v')||"
+             "t.tBodies[0].rows[0].cells[3].textContent;"
+             "var k=document.getElementById('pair-kept');k.value='dropped';"
+             "k.dispatchEvent(new Event('change'));"
+             "var n=[].filter.call(t.tBodies[0].rows,function(r){return !r.hidden}).length;"
+             "var o=document.createElement('pre');o.id='probe';o.textContent=JSON.stringify("
+             "{sort:hs[3].getAttribute('aria-sort'),first:first,dropped:n,"
+             "count:document.getElementById('pair-count').textContent});"
+             "document.body.appendChild(o);})();</script></body>")
+    page = tmp_path / "probe.html"
+    page.write_text(text.replace("</body>", probe))
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    got = json.loads(html.unescape(dom.split('<pre id="probe">', 1)[1].split("</pre>")[0]))
+    insp = pd.read_parquet(run_dir / "select" / "inspect.parquet")
+    assert got["sort"] == "descending"
+    assert got["first"] == num(insp["pd"].max())  # PD column sorted, largest first
+    insp = insp.sort_values("rank")
+    kept, dropped = insp[insp["kept"]], insp[~insp["kept"]]
+    shown = set(kept["pair_id"].tail(NEAR_ROWS)) | set(dropped["pair_id"].head(NEAR_ROWS)) \
+        | set(insp["pair_id"].head(END_ROWS)) | set(insp["pair_id"].tail(END_ROWS))
+    assert got["dropped"] == len(shown & set(dropped["pair_id"])) > 0
+    assert got["count"] == str(got["dropped"])

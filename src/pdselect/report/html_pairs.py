@@ -121,7 +121,7 @@ def review_table(rows: pd.DataFrame, n_pool: int, aspects: list[str]) -> str:
                 cells.append(gap_cell(v, c == f"norm__{r['aspect']}"))
             elif c in ("chosen", "rejected", "aspect"):
                 t = "" if v is None else str(v)
-                cells.append(f'<td title="{esc(t[:400])}">{esc(t[:SNIPPET])}</td>')
+                cells.append(f'<td class="t" title="{esc(t[:400])}">{esc(t[:SNIPPET])}</td>')
             else:
                 cells.append(f'<td class="n">{num(v)}</td>')
         body.append(f'<tr data-kept="{"kept" if kept else "dropped"}" data-aspect='

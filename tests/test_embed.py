@@ -102,7 +102,8 @@ def test_cache_survives_new_process_and_concurrent_writers(tiny_bert, tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tiny_bert), str(tmp_path), extra],
                               stdout=subprocess.PIPE, text=True) for extra in ("p1", "p2")]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
-    assert outs == ["3", "3"]
+    # each encodes its 3 texts, or 1 when the other's shard (x, y) landed before its lookup
+    assert set(outs) <= {"1", "3"} and "3" in outs, outs
     store = EmbeddingStore(Encoder(str(tiny_bert)), str(tmp_path), 8, 8)
     store.embed(None, ["x", "y", "p1", "p2"], "response")
     assert store.encoder.n_encoded == 0
@@ -155,29 +156,18 @@ def test_length_batches_cover_every_row_once_with_little_padding():
     assert [b.tolist() for b in length_batches([3, 1, 2], 2, max_pad_share=1.0)] == [[1, 2], [0]]
 
 
-class CountingTokenizer:
-    """Wraps a tokenizer and records the texts of every call."""
-
-    def __init__(self, tok):
-        self.tok, self.calls = tok, []
-
-    def __call__(self, texts, *a, **k):
-        self.calls.append(list(texts))
-        return self.tok(texts, *a, **k)
-
-    def __getattr__(self, name):
-        return getattr(self.tok, name)
-
-
 def test_each_unique_text_is_tokenised_once_per_call(tiny_bert):
     enc = Encoder(str(tiny_bert))
-    tok = CountingTokenizer(enc.tokenizer)
-    fr = TextFramer(tok, 8, 8)
+    fr = TextFramer(enc.tokenizer, 8, 8)
+    calls, encode = [], fr.table.ids.encode
+    fr.table.ids.encode = lambda texts: (calls.append(list(texts)), encode(texts))[1]
     inputs = ["shared input"] * 5 + ["other input"]
     resps = ["r1", "r2", "r1", "r3", "r4", "r1"]
     ids = fr.joint_ids(inputs, resps)
-    assert sorted(map(len, tok.calls)) == [2, 4]      # 2 unique inputs, 4 unique responses
+    assert sorted(map(len, calls)) == [2, 4]          # 2 unique inputs, 4 unique responses
     assert fr.n_tokenised == 6
+    fr.response_ids(resps)                            # the same strings: tokenised already
+    assert len(calls) == 2 and fr.n_tokenised == 6
     assert ids == TextFramer(enc.tokenizer, 8, 8).joint_ids(inputs, resps)
     assert ids[0] == ids[2] and ids[0] != ids[1]
 

@@ -19,14 +19,32 @@ def pad_batch(ids: Sequence[Sequence[int]], idx, pad_id: int, multiple: int = 1)
     padded to the longest row rounded up to a ``multiple``."""
     import torch
 
+    idx = list(idx)
     L = max(len(ids[i]) for i in idx)
     L = -(-L // multiple) * multiple
-    inp = torch.full((len(idx), L), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(idx), L), dtype=torch.long)
-    for r, i in enumerate(idx):
-        inp[r, : len(ids[i])] = torch.tensor(ids[i])
+    inp = np.full((len(idx), L), pad_id, dtype=np.int64)
+    mask = np.zeros((len(idx), L), dtype=np.int64)
+    for r, i in enumerate(idx):  # numpy row assignment: ~10x cheaper than torch.tensor per row
+        inp[r, : len(ids[i])] = ids[i]
         mask[r, : len(ids[i])] = 1
-    return inp, mask
+    return torch.from_numpy(inp), torch.from_numpy(mask)
+
+
+def pad_csr(flat: np.ndarray, offsets: np.ndarray, idx, pad_id: int, multiple: int = 1):
+    """:func:`pad_batch` for rows stored as one flat id array + offsets (vectorised: no Python
+    loop over rows or tokens). Returns int64 numpy (input_ids, attention_mask)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    st = offsets[idx]
+    ln = offsets[idx + 1] - st
+    L = max(int(ln.max()) if len(ln) else 0, 1)
+    L = -(-L // multiple) * multiple
+    cols = np.arange(L, dtype=np.int64)
+    mask = cols[None, :] < ln[:, None]
+    if len(flat):
+        inp = np.where(mask, flat[np.minimum(st[:, None] + cols[None, :], len(flat) - 1)], pad_id)
+    else:
+        inp = np.full(mask.shape, pad_id)
+    return inp.astype(np.int64), mask.astype(np.int64)
 
 
 #: a length bucket is closed early (once it holds ``min_rows``) when padding its rows to the
@@ -35,7 +53,8 @@ MAX_PAD_SHARE = 0.02
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_pad_share: float = MAX_PAD_SHARE,
-                   min_rows: int = 4, granule: int = 0) -> list[np.ndarray]:
+                   min_rows: int = 4, granule: int = 0,
+                   max_tokens: int | None = None) -> list[np.ndarray]:
     """Row indices in length-sorted batches of at most ``batch_size`` rows. A batch with at
     least ``min_rows`` rows is closed before a row that would raise its padding share (padded
     positions / all positions) above ``max_pad_share``: on CPU a forward of 4 rows costs the
@@ -55,7 +74,8 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_pad_share: float
     out, start, total = [], 0, 0
     for j, i in enumerate(order):
         n, L = j - start + 1, int(lengths[i])     # L: the longest so far (sorted ascending)
-        if n > batch_size or (n - 1 >= min_rows and 1 - (total + L) / (n * L) > max_pad_share):
+        if n > batch_size or (max_tokens and n > 1 and n * L > max_tokens) or \
+                (n - 1 >= min_rows and 1 - (total + L) / (n * L) > max_pad_share):
             out.append(order[start:j])
             start, total = j, 0
         total += L

@@ -17,20 +17,48 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
+import pandas as pd
 
 from .batching import (MAX_PAD_SHARE, MIN_FORWARD_TOKENS, fill_rows,  # noqa: F401 (re-exported)
-                       length_batches, pad_batch)
-from .embed_cache import EmbeddingCache, default_cache_root, text_key
+                       length_batches, pad_batch, pad_csr)
+from .embed_cache import EmbeddingCache, default_cache_root, text_key, text_keys
+from .tokens import (CHARS_PER_TOKEN, LENGTH_CHARS, TextFramer,  # noqa: F401 (re-exported)
+                     special_ids)
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["joint", "response"]
 SHARD_ROWS = 4096  # texts per shard written while embedding (a killed run keeps finished shards)
+#: GPU forwards: up to this many rows, and padded positions (rows x length), per batch
+GPU_MAX_ROWS, GPU_MAX_TOKENS = 2048, 131_072
+
+
+def _prefetch(items, depth: int):
+    """Run the iterator ``items`` in a thread, ``depth`` items ahead (CPU work of the next
+    batches overlaps the device's work on this one); its exceptions surface here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work():
+        try:
+            for it in items:
+                q.put(it)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+        q.put(done)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (it := q.get()) is not done:
+        if isinstance(it, BaseException):
+            raise it
+        yield it
 
 
 def resolve_encoder_path(name_or_path: str) -> str:
@@ -48,83 +76,6 @@ def resolve_encoder_path(name_or_path: str) -> str:
         raise FileNotFoundError(f"proxy.encoder={name_or_path!r} is not 'minilm' nor a local model "
                                 "folder. Fix: point it at a folder with config.json + weights.")
     return str(p)
-
-
-def special_ids(tok) -> tuple[list[int], list[int], list[int]]:
-    """(prefix, separator, suffix) token ids framing ``input SEP response``.
-
-    BERT-like tokenizers: [CLS] .. [SEP] .. [SEP]. Others: BOS (if any) .. "\\n\\n" .. EOS (if any).
-    """
-    if tok.cls_token_id is not None and tok.sep_token_id is not None:
-        return [tok.cls_token_id], [tok.sep_token_id], [tok.sep_token_id]
-    pre = [tok.bos_token_id] if tok.bos_token_id is not None else []
-    suf = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    return pre, tok("\n\n", add_special_tokens=False)["input_ids"], suf
-
-
-#: a token covers at most this many characters for the texts the encoder sees; a text is cut to
-#: ``CHARS_PER_TOKEN * limit`` characters (from the side truncation keeps) BEFORE tokenising, so
-#: one 10 MB response costs its kept tokens, not gigabytes of token ids and offsets
-CHARS_PER_TOKEN = 32
-#: true token counts (for length terms and statistics) are taken over at most this many
-#: characters: a longer text counts as the tokens of its first LENGTH_CHARS characters
-LENGTH_CHARS = 200_000
-
-
-class TextFramer:
-    """Tokenises and truncates texts the same way for every backend.
-
-    input -> its last ``max_input_tokens`` tokens (left truncation), response -> its first
-    ``max_response_tokens`` tokens; ``joint_ids`` / ``response_ids`` add the special tokens.
-    Texts are cut by characters before tokenising (``CHARS_PER_TOKEN``), which never changes
-    the kept tokens of ordinary text.
-    """
-
-    def __init__(self, tokenizer, max_input_tokens: int, max_response_tokens: int):
-        self.tok = tokenizer
-        self.max_in, self.max_resp = int(max_input_tokens), int(max_response_tokens)
-        self.pre, self.sep, self.suf = special_ids(tokenizer)
-
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of ``texts``, each UNIQUE text tokenised once (an input shared by many
-        responses costs one tokenisation); ``n_tokenised`` counts texts actually tokenised."""
-        texts = list(texts)
-        if not texts:
-            return []
-        uniq = list(dict.fromkeys(texts))
-        self.n_tokenised = getattr(self, "n_tokenised", 0) + len(uniq)
-        # no truncation by the tokenizer: callers cut; it may warn about > max length
-        got = self.tok(uniq, add_special_tokens=False, verbose=False)["input_ids"]
-        if len(uniq) == len(texts):
-            return got
-        memo = dict(zip(uniq, got))
-        return [memo[t] for t in texts]
-
-    def n_tokens(self, texts: Sequence[str]) -> np.ndarray:
-        """Untruncated token counts (of the first LENGTH_CHARS characters; memoised: length
-        metrics ask for the same texts often)."""
-        memo = self.__dict__.setdefault("_n_tokens", {})
-        todo = list(dict.fromkeys(t for t in texts if t not in memo))
-        memo.update(zip(todo, (len(t) for t in self.token_ids([t[:LENGTH_CHARS] for t in todo]))))
-        return np.array([memo[t] for t in texts], dtype=np.int64)
-
-    def _head_ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
-        cut = CHARS_PER_TOKEN * max(limit, 1)
-        return [x[:limit] for x in self.token_ids([t[:cut] for t in texts])]
-
-    def _tail_ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
-        if limit <= 0:
-            return [[] for _ in texts]
-        cut = CHARS_PER_TOKEN * limit
-        return [x[-limit:] for x in self.token_ids([t[-cut:] for t in texts])]
-
-    def joint_ids(self, inputs: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
-        xs = self._tail_ids(inputs, self.max_in)
-        ys = self._head_ids(responses, self.max_resp)
-        return [self.pre + x + self.sep + y + self.suf for x, y in zip(xs, ys)]
-
-    def response_ids(self, responses: Sequence[str]) -> list[list[int]]:
-        return [self.pre + y + self.suf for y in self._head_ids(responses, self.max_resp)]
 
 
 def resolve_dtype(dtype: str, device: str = "cpu") -> str:
@@ -227,47 +178,95 @@ class Encoder:
         ~1-row batches on small sets, 15% slower)."""
         return 8 if torch_device_type(self.device) == "cpu" and self.dtype != "float32" else 0
 
-    def batches(self, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """The length-bucketed batches (row indices) ``encode_ids`` forms for ``ids``: GPUs
-        need wide batches (at least a quarter of ``batch_size`` rows), CPUs do not."""
-        lengths = [len(x) for x in ids]
+    def batches(self, ids: Sequence[Sequence[int]] | np.ndarray) -> list[np.ndarray]:
+        """The length-bucketed batches (row indices) ``encode_ids`` forms for ``ids`` (id lists,
+        or an array of lengths): GPUs get wide batches (up to ``GPU_MAX_TOKENS`` positions,
+        at least a quarter of the rows of a full one), CPUs do not need them."""
+        lengths = ids if isinstance(ids, np.ndarray) else [len(x) for x in ids]
         if torch_device_type(self.device) != "cpu":
-            return length_batches(lengths, self.batch_size, min_rows=max(4, self.batch_size // 4))
+            rows = max(self.batch_size, GPU_MAX_ROWS)
+            return length_batches(lengths, rows, min_rows=max(4, self.batch_size // 4),
+                                  max_tokens=GPU_MAX_TOKENS)
         return length_batches(lengths, self.batch_size, min_rows=4, granule=self.granule)
 
-    def forward(self, inp, mask):
-        """(b, d) float32 L2-normalised mean-pooled embeddings of one padded batch."""
+    def device_step(self, inp, mask):
+        """(b, d) float32 L2-normalised mean-pooled embeddings of one padded batch already on
+        the device: model forward + pooling, everything that runs on the accelerator. The one
+        seam benchmarks replace (bench/score_cpu_cost.py) to measure the rest."""
+        import torch
+
+        with self.autocast():
+            h = self.model(input_ids=inp, attention_mask=mask).last_hidden_state
+        h, m = h.float(), mask.unsqueeze(-1).float()
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)           # (b, d) mean pool
+        return torch.nn.functional.normalize(pooled, dim=-1)        # L2
+
+    def forward(self, inp, mask, to_cpu: bool = True):
+        """(b, d) float32 embeddings of one padded batch (on the CPU unless ``to_cpu=False``)."""
         import torch
 
         with torch.inference_mode():
-            inp, mask = inp.to(self.device), mask.to(self.device)
-            with self.autocast():
-                h = self.model(input_ids=inp, attention_mask=mask).last_hidden_state
-            h, m = h.float(), mask.unsqueeze(-1).float()
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)           # (b, d) mean pool
-            return torch.nn.functional.normalize(pooled, dim=-1).cpu()  # L2
+            inp = inp.to(self.device, non_blocking=True)
+            mask = mask.to(self.device, non_blocking=True)
+            out = self.device_step(inp, mask)
+            return out.cpu() if to_cpu else out
 
-    def encode_ids(self, ids: list[list[int]], progress: bool = False) -> np.ndarray:
-        """(n, d) float32 embeddings of already framed token-id lists, in length-bucketed
-        batches (:func:`length_batches`: padding stays under ``MAX_PAD_SHARE``)."""
-        if not ids:
-            return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
-        out = np.empty((len(ids), self.model.config.hidden_size), dtype=np.float32)
+    def _padded(self, flat: np.ndarray, offsets: np.ndarray, batches, pin: bool = False):
+        """(rows, input_ids, mask, real tokens) of each batch, padded on the CPU."""
+        import torch
+
         pad = self.tokenizer.pad_token_id or 0
-        batches = self.batches(ids)
-        if progress:
-            from tqdm.auto import tqdm
-            batches = tqdm(batches, desc="embedding", unit="batch")
         for idx in batches:
-            inp, mask = pad_batch(ids, idx, pad, max(1, self.granule))
-            real = int(mask.sum())
+            inp, mask = pad_csr(flat, offsets, idx, pad, max(1, self.granule))
+            real = int(offsets[idx + 1].sum() - offsets[idx].sum())
+            inp, mask = torch.from_numpy(inp), torch.from_numpy(mask)
             if self.granule:  # one GEMM kernel for every batch (batching.MIN_FORWARD_TOKENS)
                 inp, mask = fill_rows(inp, mask)
-            out[idx] = self.forward(inp, mask).numpy()[: len(idx)]
+            if pin:
+                inp, mask = inp.pin_memory(), mask.pin_memory()
+            yield idx, inp, mask, real
+
+    def encode_csr(self, flat: np.ndarray, offsets: np.ndarray,
+                   progress: bool = False) -> np.ndarray:
+        """(n, d) float32 embeddings of framed rows given as flat ids + offsets, in
+        length-bucketed batches (:func:`length_batches`: padding stays under ``MAX_PAD_SHARE``).
+        On CUDA a thread pads (pinned memory) batch i+1 while the GPU runs batch i, copies are
+        non-blocking and results come back in one copy."""
+        n = len(offsets) - 1
+        dim = self.model.config.hidden_size
+        if n == 0:
+            return np.zeros((0, dim), dtype=np.float32)
+        batches = self.batches(np.diff(offsets))
+        cuda = torch_device_type(self.device) == "cuda"
+        items = self._padded(flat, offsets, batches, pin=cuda)
+        if cuda:
+            items = _prefetch(items, depth=4)
+        if progress:
+            from tqdm.auto import tqdm
+            items = tqdm(items, total=len(batches), desc="embedding", unit="batch")
+        out = np.empty((n, dim), dtype=np.float32)
+        kept = []
+        for idx, inp, mask, real in items:
+            if cuda:
+                kept.append((idx, self.forward(inp, mask, to_cpu=False)[: len(idx)]))
+            else:
+                out[idx] = self.forward(inp, mask).numpy()[: len(idx)]
             self.n_tokens += real
             self.n_padded += int(mask.numel()) - real
-        self.n_encoded += len(ids)
+        if kept:
+            import torch
+
+            got = torch.cat([v for _, v in kept]).cpu().numpy()
+            out[np.concatenate([i for i, _ in kept])] = got
+        self.n_encoded += n
         return out
+
+    def encode_ids(self, ids: list[list[int]], progress: bool = False) -> np.ndarray:
+        """(n, d) float32 embeddings of already framed token-id lists (see ``encode_csr``)."""
+        lens = np.array([len(x) for x in ids], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        flat = np.fromiter((t for x in ids for t in x), np.int32, int(offsets[-1]))
+        return self.encode_csr(flat, offsets, progress)
 
     @property
     def padding_share(self) -> float:
@@ -300,39 +299,82 @@ class EmbeddingStore:
     def _keys(self, inputs, responses, kind: Kind) -> list[bytes]:
         if kind == "joint":
             lim = f"in{self.framer.max_in}-resp{self.framer.max_resp}"
-            return [text_key(self.encoder.id, kind, lim, x, y) for x, y in zip(inputs, responses)]
+            return text_keys(self.encoder.id, kind, lim, inputs, responses)
         lim = f"resp{self.framer.max_resp}"
-        return [text_key(self.encoder.id, kind, lim, None, y) for y in responses]
+        return text_keys(self.encoder.id, kind, lim, None, responses)
 
     def embed(self, inputs: Sequence[str] | None, responses: Sequence[str], kind: Kind,
               progress: bool = False) -> np.ndarray:
-        if kind not in ("joint", "response"):
-            raise ValueError(f"kind must be 'joint' or 'response', got {kind!r}")
-        if kind == "joint" and (inputs is None or len(inputs) != len(responses)):
-            raise ValueError("kind='joint' needs one input per response")
-        keys = self._keys(inputs, responses, kind)
-        found = self.cache.get(keys) if self.cache is not None else {}
-        todo: dict[bytes, int] = {}
-        for i, k in enumerate(keys):
-            if k not in found and k not in todo:
-                todo[k] = i
-        logger.debug("%s embeddings: %d requested, %d unique to encode, %d cached",
-                    kind, len(keys), len(todo), len(set(keys)) - len(todo))
-        todo_items = list(todo.items())
-        for s in range(0, len(todo_items), SHARD_ROWS):
-            chunk = todo_items[s: s + SHARD_ROWS]
-            rows = [i for _, i in chunk]
-            if kind == "joint":
-                ids = self.framer.joint_ids([inputs[i] for i in rows], [responses[i] for i in rows])
-            else:
-                ids = self.framer.response_ids([responses[i] for i in rows])
-            vecs = self.encoder.encode_ids(ids, progress=progress)
+        """(n, d) float32 embeddings of one kind, one row per (input, response)."""
+        return self.embed_kinds(inputs, responses, (kind,), progress)
+
+    def embed_kinds(self, inputs: Sequence[str] | None, responses: Sequence[str],
+                    kinds: Sequence[Kind], progress: bool = False) -> np.ndarray:
+        """(n, d * len(kinds)): the kinds' embeddings side by side (features ``both``).
+
+        Each unique text is looked up in the cache; the missing ones are encoded in chunks of
+        ``SHARD_ROWS`` (a chunk's cache shard is written by a background thread while the next
+        chunk is prepared; on CUDA the next chunk is also tokenised while the GPU encodes this
+        one); a string shared by the kinds (a response in ``joint`` and ``response``) is
+        tokenised once. A text's vector depends on the text alone, never on its chunk."""
+        for kind in kinds:
+            if kind not in ("joint", "response"):
+                raise ValueError(f"kind must be 'joint' or 'response', got {kind!r}")
+            if kind == "joint" and (inputs is None or len(inputs) != len(responses)):
+                raise ValueError("kind='joint' needs one input per response")
+        responses = list(responses)
+        inputs = list(inputs) if inputs is not None else None
+        d = self.dim
+        out = np.empty((len(responses), d * len(kinds)), dtype=np.float32)
+        try:
+            for j, kind in enumerate(kinds):
+                if responses:
+                    self._embed_kind(inputs, responses, kind, out[:, j * d: (j + 1) * d],
+                                     progress)
+        finally:
             if self.cache is not None:
-                self.cache.put([k for k, _ in chunk], vecs)
-            found.update({k: v for (k, _), v in zip(chunk, vecs)})
-        if not keys:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([found[k] for k in keys]).astype(np.float32)
+                self.cache.flush()
+        return out
+
+    def _chunks(self, inputs, responses, kind: Kind, first: np.ndarray, todo: np.ndarray):
+        """(chunk, flat ids, offsets) of each SHARD_ROWS slice of the texts to encode."""
+        for s in range(0, len(todo), SHARD_ROWS):
+            chunk = todo[s: s + SHARD_ROWS]
+            rows = first[chunk].tolist()
+            resp = [responses[i] for i in rows]
+            flat, offsets = (self.framer.joint_csr([inputs[i] for i in rows], resp)
+                             if kind == "joint" else self.framer.response_csr(resp))
+            yield chunk, flat, offsets
+
+    def _embed_kind(self, inputs, responses, kind: Kind, dest: np.ndarray,
+                    progress: bool) -> None:
+        """Fill ``dest`` (n, d) with the ``kind`` embeddings of the rows."""
+        keys = self._keys(inputs, responses, kind)
+        codes, uniq = pd.factorize(pd.Series(keys, dtype=object), sort=False)
+        first = np.unique(codes, return_index=True)[1]      # first row of each unique key
+        ukeys = list(uniq)
+        # unique text u lives in dest[first[u]]; repeated rows are copied from there at the end
+        # (no (n, d) temporary: the score path's rows are nearly all distinct)
+        hit = np.zeros(len(ukeys), dtype=bool)
+        if self.cache is not None:
+            hit, vecs = self.cache.lookup(ukeys)
+            if hit.any():
+                dest[first[hit]] = vecs
+        todo = np.flatnonzero(~hit)
+        logger.debug("%s embeddings: %d requested, %d unique to encode, %d cached",
+                     kind, len(keys), len(todo), int(hit.sum()))
+        chunks = self._chunks(inputs, responses, kind, first, todo)
+        if torch_device_type(self.encoder.device) == "cuda":
+            chunks = _prefetch(chunks, depth=2)
+        for chunk, flat, offsets in chunks:
+            vecs = self.encoder.encode_csr(flat, offsets, progress=progress)
+            if self.cache is not None:
+                self.cache.put_async([ukeys[u] for u in chunk], vecs)
+            dest[first[chunk]] = vecs
+        if len(ukeys) < len(keys):
+            src = first[codes]
+            dup = np.flatnonzero(src != np.arange(len(keys)))
+            dest[dup] = dest[src[dup]]
 
     def describe(self) -> dict:
         return {"encoder_id": self.encoder.id, "encoder_path": self.encoder.path,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from ..run.artifacts import file_sha256 as _sha256
 
@@ -120,22 +121,49 @@ class EmbeddingCache:
 
     def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """Vectors for the keys already on disk (missing keys are absent from the result)."""
+        hit, vecs = self.lookup(keys)
+        return dict(zip([k for k, h in zip(keys, hit) if h], vecs))
+
+    def lookup(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(hit mask (n,), (n_hit, d) float32 vectors of the hits in key order)."""
         self._refresh()
-        by_shard: dict[str, list[tuple[bytes, int]]] = {}
-        for k in keys:
-            hit = self._index.get(k)
-            if hit is not None:
-                by_shard.setdefault(hit[0], []).append((k, hit[1]))
-        out: dict[bytes, np.ndarray] = {}
-        for name, items in by_shard.items():
-            vecs = self._vectors(name)
+        found = [self._index.get(k) for k in keys]
+        hit = np.array([f is not None for f in found], dtype=bool)
+        pos = np.flatnonzero(hit)
+        shard, names = pd.factorize(pd.Series([found[i][0] for i in pos], dtype=object))
+        rows = np.array([found[i][1] for i in pos], dtype=np.int64)
+        order = np.argsort(shard, kind="stable")
+        cuts = np.flatnonzero(np.diff(shard[order])) + 1
+        out: np.ndarray | None = None
+        for sel in (np.split(order, cuts) if len(order) else []):
+            vecs = self._vectors(names[shard[sel[0]]])
             if vecs is None:
-                continue  # corrupt: these keys are embedded again by the caller
-            rows = np.array([r for _, r in items])
-            got = np.asarray(vecs[rows], dtype=np.float32)
-            for (k, _), v in zip(items, got):
-                out[k] = v
-        return out
+                hit[pos[sel]] = False  # corrupt: these keys are embedded again by the caller
+                continue
+            if out is None:
+                out = np.zeros((len(pos), vecs.shape[1]), dtype=np.float32)
+            out[sel] = vecs[rows[sel]]
+        if out is None:
+            return hit, np.zeros((0, 0), dtype=np.float32)
+        return hit, out[hit[pos]]
+
+    def put_async(self, keys: Sequence[bytes], vecs: np.ndarray) -> None:
+        """``put`` in a background thread (writing and hashing release the GIL, so the caller
+        prepares its next chunk meanwhile). ``flush()`` waits and raises a failed write's error;
+        shards are written one at a time, in call order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if getattr(self, "_pool", None) is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-cache")
+            self._pending = []
+        self._pending.append(self._pool.submit(self.put, list(keys), np.array(vecs)))
+
+    def flush(self) -> None:
+        pending, self._pending = getattr(self, "_pending", []), []
+        errors = [f.exception() for f in pending]
+        for e in errors:
+            if e is not None:
+                raise e
 
     def put(self, keys: Sequence[bytes], vecs: np.ndarray) -> None:
         if len(keys) == 0:
@@ -163,6 +191,31 @@ class EmbeddingCache:
     def __len__(self) -> int:
         self._refresh()
         return len(self._index)
+
+
+def _part(s: str) -> bytes:
+    b = s.encode("utf-8", "surrogatepass")
+    return len(b).to_bytes(8, "little") + b
+
+
+def text_keys(encoder_id: str, kind: str, limits: str, inputs, responses) -> list[bytes]:
+    """:func:`text_key` of many texts (``inputs`` None: no input), the same digests at a
+    fraction of the Python calls: the constant parts are hashed once and copied, and an input
+    shared by consecutive rows is hashed once."""
+    base = hashlib.sha256(_part(encoder_id) + _part(kind) + _part(limits))
+    out = []
+    if inputs is None:
+        inputs = [""] * len(responses)
+    last, head = None, base
+    for x, y in zip(inputs, responses):
+        if x is not last:
+            last, head = x, base.copy()
+            head.update(_part(x))
+        h = head.copy()
+        b = y.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little") + b)
+        out.append(h.digest())
+    return out
 
 
 def text_key(encoder_id: str, kind: str, limits: str, inp: str | None, resp: str) -> bytes:

@@ -42,9 +42,8 @@ def features(store: EmbeddingStore, mode: str, inputs: Sequence[str], responses:
         return store.embed(inputs, responses, "joint", progress)
     if mode == "response":
         return store.embed(None, responses, "response", progress)
-    if mode == "both":
-        return np.hstack([store.embed(inputs, responses, "joint", progress),
-                          store.embed(None, responses, "response", progress)])
+    if mode == "both":  # one call: a response is tokenised once for both kinds
+        return store.embed_kinds(inputs, responses, ("joint", "response"), progress)
     raise ValueError(f"proxy.features must be joint, response or both, got {mode!r}")
 
 

@@ -101,3 +101,23 @@ def test_select_pairs_leaves_metadata_and_constant_columns_out(tmp_path, monkeyp
     warned = caplog.text
     assert "numeric column 'n_raters' is not used as an aspect (named like metadata" in warned
     assert "numeric column 'same' is not used as an aspect (constant" in warned
+
+
+@pytest.mark.parametrize("values,note", [
+    (lambda i, j: ["good", "bad", "ok"][(i + j) % 3], "CHECK: column 'overall' holds text"),
+    (lambda i, j: 3 * i + j, "CHECK: column 'overall' looks like an id"),
+])
+def test_init_and_validate_agree_on_the_overall(tmp_path, capsys, values, note):
+    """A column named `overall` is the reader's overall whatever sniffing thought of it: the
+    written config said 'overall no' and validate then found one."""
+    rows = [{"prompt": f"q{i}", "response": f"a{j} {i}", "help": (i + j) % 5 + 1,
+             "style": (i * j) % 5 + 1, "overall": values(i, j)}
+            for i in range(20) for j in range(3)]
+    f = tmp_path / "ov.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    out = tmp_path / "ov.yaml"
+    main(["-q", "init", "--data", str(f), "--out", str(out)])
+    screen = capsys.readouterr().out
+    assert "overall yes" in screen.splitlines()[0] and note in screen
+    assert "input (all rows): 60 responses, 20 inputs, aspects ['help', 'style'], overall " \
+           "yes" in screen

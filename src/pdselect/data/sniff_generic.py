@@ -297,9 +297,24 @@ def _map_ids(s: Sniffed, cols: list[Column], ids: set[str], shape: str) -> None:
 
 def _map_overall(s: Sniffed, numeric: list[Column], ids: set[str],
                  rating: Column | None) -> Column | None:
-    """The overall column (named like it, not an id, not the rating), mapped with its scale."""
-    overall = next((c for c in numeric if "overall" in c.name.lower() and c.name not in ids
-                    and c is not rating), None)
+    """The overall column (named like it, not an id, not the rating), mapped with its scale.
+    A column named exactly ``overall`` is what the generic reader takes as the overall
+    without any mapping, so init must say so whatever it holds (issue 17: the written config
+    said "no overall" and validate then found one)."""
+    exact = s.columns.get("overall")
+    if exact is not None and exact is not rating and exact.kind != "numeric":
+        s.overall = True
+        s.notes.append(f"CHECK: column 'overall' holds {exact.describe()}, not numbers; the "
+                       "generic reader takes a column of that name as the overall rating, so "
+                       "its values would be rejected: rename the column in the file (e.g. "
+                       "overall_label) or convert it to numbers")
+        return None
+    if exact is not None and exact is not rating and exact.name in ids:
+        s.notes.append("CHECK: column 'overall' looks like an id (whole numbers, unique per "
+                       "row) but its name makes it the overall rating: taken as the overall")
+    overall = exact if exact is not None and exact is not rating and exact.kind == "numeric" \
+        else next((c for c in numeric if "overall" in c.name.lower() and c.name not in ids
+                   and c is not rating), None)
     if overall is not None:
         s.mapping["overall"] = overall.name
         s.overall = True

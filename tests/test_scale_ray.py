@@ -170,3 +170,28 @@ def test_an_actor_given_a_gpu_encodes_on_cuda(monkeypatch):
     f2 = R.ProxyGapsFactory("/models", ProxyConfig(device="cuda:1"))
     f2()
     assert seen == ["cpu", "cuda", "cuda:1"]
+
+
+def test_impossible_resources_fail_fast(tmp_path):
+    """More GPUs (or CPUs) per pool than the cluster has: a StageError before any scoring,
+    not Ray's endless wait. The local Ray of this module has 2 CPUs and no GPU."""
+    import time
+
+    from pdselect.errors import StageError
+    from pdselect.score.ray_engine import check_resources
+
+    folder = write_shards(make_pairs(60, seed=1), tmp_path / "in", [60])
+    for kw, what in (({"gpus_per_actor": 1.0}, "GPU"), ({"cpus_per_actor": 2.0}, "CPU")):
+        t = time.time()
+        with pytest.raises(StageError, match=f"asks for 2 actors x .* {what}s") as e:
+            score_sharded_ray(folder, HashGapsFactory(4), ASPECTS, tmp_path / f"o{what}",
+                              shard_size=30, actors=2, **kw)
+        assert time.time() - t < 30 and "Fix:" in str(e.value)
+        assert not list((tmp_path / f"o{what}" / "scores").glob("part-*"))
+    nodes = [{"CPU": 8, "GPU": 1}, {"CPU": 8, "GPU": 1}]
+    check_resources(2, 4, 1, nodes)                       # one actor per node: fits
+    check_resources(4, 1, 0.5, nodes)                     # fractions share a GPU
+    with pytest.raises(StageError, match="largest node"):
+        check_resources(1, 1, 2, nodes)                   # 2 GPUs exist, not on one node
+    with pytest.raises(StageError):
+        check_resources(3, 1, 1, nodes)

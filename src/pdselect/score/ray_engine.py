@@ -207,6 +207,31 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
                  log_to_driver=False)
 
 
+def check_resources(actors: int, cpus_per_actor: float, gpus_per_actor: float,
+                    nodes: list[dict] | None = None) -> None:
+    """Stop before any work when the actor pool cannot be placed: Ray would otherwise wait
+    forever for resources ("may hang forever"). ``nodes``: the alive nodes' resources
+    (default: ``ray.nodes()`` after init); an actor needs its CPUs and GPUs on ONE node."""
+    if nodes is None:
+        import ray
+
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)]
+    total = {k: sum(float(n.get(k, 0)) for n in nodes) for k in ("CPU", "GPU")}
+    per_node = {k: max([float(n.get(k, 0)) for n in nodes] or [0.0]) for k in ("CPU", "GPU")}
+    fix = ("Fix: lower score.ray_actors / score.ray_{k}_per_actor, set "
+           "score.ray_gpus_per_actor=0 to encode on CPUs, or connect score.ray_address to a "
+           "cluster that has them (on an autoscaling cluster, start those nodes first).")
+    for k, per_actor in (("GPU", gpus_per_actor), ("CPU", cpus_per_actor)):
+        if per_actor <= 0:
+            continue
+        need = actors * per_actor
+        if per_actor > per_node[k] or need > total[k] + 1e-9:
+            raise StageError(
+                f"score.engine=ray asks for {actors} actors x {per_actor:g} {k}s = {need:g} "
+                f"{k}s, but the Ray cluster has {total[k]:g} {k}s ({per_node[k]:g} on its "
+                f"largest node); Ray would wait for them forever. " + fix.format(k=k.lower()))
+
+
 def posix_path(path: str | Path) -> Path:
     """``path`` as a local Path (plain paths, ``file://``), or a StageError for object stores."""
     where = storage.resolve(path)
@@ -244,6 +269,7 @@ def score_sharded_ray(pairs_path: str | Path, factory: GapsFactory, aspects: Seq
     n = 0
     if todo:
         pool = max(1, min(int(actors), len(todo)))
+        check_resources(pool, cpus_per_actor, gpus_per_actor)
         _run_pipeline(plan, todo, out_dir, factory, aspects, columns, split, margin_factory,
                       pool, cpus_per_actor, gpus_per_actor, batch_size, progress)
         n = _commit_run(plan, out_dir, columns, split, margin_factory)

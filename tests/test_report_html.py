@@ -210,6 +210,7 @@ def test_verdict_counts_versions_and_unified_row_match_the_report(hostile_run):
     assert times == {k: num(s["wall_seconds"]) for k, s in rep["manifest"]["stages"].items()}
     versions = {r[0]: r[1] for r in page.table("run", 1)[1:]}
     assert versions["pdselect"] == rep["manifest"]["environment"]["versions"]["pdselect"]
+    assert f"| pdselect | {md_escape(versions['pdselect'])} |" in md  # and in report.md
     proxies = [r[0] for r in page.table("proxies")[1:]]
     assert ("(unified, margin baseline)" in proxies) == ("unified" in rep["proxy"])
     weights = {r[0]: r[5] for r in page.table("proxies")[1:]}

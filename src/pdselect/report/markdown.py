@@ -227,8 +227,13 @@ def _md_comparison(s: dict) -> list[str]:
 
 
 def _md_stage_times(r: dict) -> list[str]:
-    return ["## Stage times", ""] + _table(["stage", "seconds"], [
+    """Wall time per stage and the versions the run used (manifest.json)."""
+    env = r["manifest"].get("environment", {})
+    vers = [[k, v] for k, v in env.get("versions", {}).items()]
+    vers += [[k, env[k]] for k in ("python", "git_sha") if k in env]
+    L = ["## Stage times", ""] + _table(["stage", "seconds"], [
         [k, v["wall_seconds"]] for k, v in r["manifest"]["stages"].items()])
+    return L + (["## Versions", ""] + _table(["package", "version"], vers) if vers else [])
 
 
 def _md_verdict(v: dict | None) -> list[str]:

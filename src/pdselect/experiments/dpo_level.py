@@ -86,8 +86,7 @@ def dpo_metrics(cfg: RunConfig, cell, base: dict, out_root: Path) -> list[dict]:
     cell_dir = Path(out_root) / f"{base['dataset']}_{base['conflict']}_seed{base['seed']}"
     evalp = _eval_frame(cell.test, cfg.experiment.dpo_eval_pairs, cell.seed)
     oriented, len_gap = _oriented(evalp)
-    from .grid import LENGTH_RULE
-    from .probe import length_rule_correct
+    from .probe import LENGTH_RULE, length_rule_correct
 
     rows.append({**base, "method": LENGTH_RULE, "budget": 1.0, "n": 0,
                  **_eval_columns(length_rule_correct(len_gap), len_gap)})

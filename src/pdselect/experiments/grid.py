@@ -36,7 +36,8 @@ from ..config import RunConfig
 from ..data import read_source
 from ..report.evaluate import conflict_rate, roc_auc
 from ..pd import pd_from_gaps
-from .probe import length_columns, length_rule_correct, preferred_length_gap, probe_many
+from .probe import (LENGTH_RULE, length_columns, length_rule_correct, preferred_length_gap,
+                    probe_many)
 from ..data.rejects import RejectLog
 from ..reward import UNIFIED, train_proxy_models
 from ..reward.frozen import features, make_store
@@ -45,8 +46,6 @@ from ..score.table import label_index, pd_rati_table, pd_weights, score_table
 from .methods import FULL_METHODS, SUBSET_METHODS, Cell, method_pairs
 
 log = logging.getLogger(__name__)
-# the baseline row "the longer response wins" on the held-out pairs (nothing is trained)
-LENGTH_RULE = "LONGER"
 
 def score_cell(cfg: RunConfig, train: pd.DataFrame, aspects: list[str], seed: int) -> pd.DataFrame:
     """PD, PD-nl, margin and PD-rati for every train pair (the selection pool)."""

@@ -64,6 +64,8 @@ def length_columns(prefix: str, correct: np.ndarray, len_gap: np.ndarray) -> dic
     return {f"{prefix}_{k}": lc[src] for k, src in LENGTH_KEYS.items()}
 
 
+# the baseline row "the longer response wins" on the held-out pairs (nothing is trained)
+LENGTH_RULE = "LONGER"
 LENGTH_KEYS = {"acc_longer": "acc_longer", "acc_shorter": "acc_shorter",
                "balanced": "balanced", "lenadj": "adjusted"}
 

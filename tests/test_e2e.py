@@ -67,6 +67,17 @@ def test_rerun_skips_finished_stages(demo_run, caplog):
     assert "skipped" in caplog.text
 
 
+def test_the_card_carries_the_verdict_and_a_rerun_keeps_select(demo_run, caplog):
+    """The report stage amends the select stage's dataset card with its verdict; that must not
+    make the next run think select's artifacts are corrupt and redo it."""
+    card = (demo_run / "select" / "dpo" / "README.md").read_text()
+    verdict = json.loads((demo_run / "report.json").read_text())["verdict"]
+    assert verdict["text"][:40] in card
+    with caplog.at_level("INFO"):
+        assert main(["run", "-c", "configs/demo.yaml", f"run_dir={demo_run}"]) == 0
+    assert "corrupt" not in caplog.text and "select    skipped" in caplog.text
+
+
 def test_changed_config_reruns_only_the_affected_stages(demo_run, caplog):
     agg = (demo_run / "aggregate" / "pairs.parquet").stat().st_mtime_ns
     with caplog.at_level("INFO"):

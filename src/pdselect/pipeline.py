@@ -115,7 +115,7 @@ def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
     out = run.stage("proxy")
     floor = cfg.aggregate.min_pairs_per_aspect  # the one floor: aggregate checked the same
     if cfg.proxy.backend in ("scores", "reward_model"):  # rewards as given: nothing trained
-        from .reward.fixed import build_score_only
+        from .reward.score_only import build_score_only
 
         rated = run.root / "ingest" / "rated.parquet"
         metrics = build_score_only(train, aspects, cfg.proxy, cfg.seed, out, cfg.data.path,
@@ -260,6 +260,9 @@ def stage_report(cfg: RunConfig, run: RunDir) -> dict:
     write_json(run.root / "report.json", report)
     write_text(run.root / "report.md", markdown)
     write_text(run.root / "report.html", render_html(report, cfg, figures))
+    from .select.card import add_verdict
+
+    add_verdict(run.root)  # the hand-off's dataset card carries the verdict too
     return {"report": str(run.root / "report.md"), "html": str(run.root / "report.html"),
             "n_warnings": len(report["warnings"])}
 

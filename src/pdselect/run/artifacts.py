@@ -464,6 +464,11 @@ class RunDir:
 ROOT_FILES = {"report": ("report.md", "report.json", "report.html")}
 
 
+#: files a stage writes that a LATER stage amends (the report adds its verdict to the dataset
+#: card): not checksummed, or every re-run would find them "corrupt" and redo the stage
+AMENDED_LATER = {"select/dpo/README.md"}
+
+
 def stage_checksums(root: Path, name: str) -> dict[str, str]:
     """{path relative to the run dir: sha256} of a stage's files (its folder, minus the marker
     and temp files, plus its files in the run root)."""
@@ -471,7 +476,8 @@ def stage_checksums(root: Path, name: str) -> dict[str, str]:
     files = [f for f in sorted((root / name).rglob("*")) if f.is_file() and f.name != MARKER
              and not f.name.startswith(".")] if (root / name).is_dir() else []
     files += [root / f for f in ROOT_FILES.get(name, ()) if (root / f).is_file()]
-    return {str(f.relative_to(root)): file_sha256(f) for f in files}
+    return {str(f.relative_to(root)): file_sha256(f) for f in files
+            if str(f.relative_to(root)) not in AMENDED_LATER}
 
 
 def file_sha256(path: Path) -> str:

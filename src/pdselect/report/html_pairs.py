@@ -130,9 +130,10 @@ def review_table(rows: pd.DataFrame, n_pool: int, aspects: list[str]) -> str:
     options = "".join(f'<option value="{esc(a)}">{esc(a)}</option>'
                       for a in sorted(rows["aspect"].astype(str).unique()))
     head = "".join(f'<th scope="col" tabindex="0">{esc(h)}</th>' for _, h in cols)
-    return (f'<p class="note">Showing {len(rows)} of {n_pool} pool pairs: the {NEAR_ROWS} kept '
-            f"and {NEAR_ROWS} dropped pairs nearest the cut-off and the first and last "
-            f"{END_ROWS} in selector order. Click a column to sort; every pair is in "
+    which = (f"all {n_pool} pool pairs" if len(rows) == n_pool else
+             f"{len(rows)} of {n_pool} pool pairs: the {NEAR_ROWS} kept and {NEAR_ROWS} dropped "
+             f"pairs nearest the cut-off and the first and last {END_ROWS} in selector order")
+    return (f'<p class="note">Showing {which}. Click a column to sort; every pair is in '
             "select/inspect.parquet.</p>"
             '<div class="controls"><label>filter <input id="pair-filter" type="search" '
             'placeholder="text, aspect, pair id"></label> <label>show <select id="pair-kept">'

@@ -425,3 +425,27 @@ def test_review_script_sorts_and_filters_in_a_browser(hostile_run, tmp_path):
         | set(insp["pair_id"].head(END_ROWS)) | set(insp["pair_id"].tail(END_ROWS))
     assert got["dropped"] == len(shown & set(dropped["pair_id"])) > 0
     assert got["count"] == str(got["dropped"])
+
+
+def test_review_rows_cap_a_large_pool(tmp_path):
+    """2,000 pairs, 30% kept: 250 kept + 250 dropped at the cut-off, first and last 50."""
+    from pdselect.report.html_pairs import review_rows, review_table
+
+    n, n_kept = 2000, 600
+    rng = np.random.default_rng(0)
+    ins = pd.DataFrame({"rank": np.arange(n), "kept": np.arange(n) < n_kept,
+                        "pair_id": [f"p{i:04d}" for i in range(n)], "input_id": "x",
+                        "aspect": rng.choice(["a", "b"], n), "pd": np.sort(rng.normal(size=n)),
+                        "norm__a": rng.uniform(-1, 1, n), "norm__b": rng.uniform(-1, 1, n),
+                        "len_chosen": 10, "len_rejected": 12, "prompt": "q",
+                        "chosen": "c" * 200, "rejected": "r"})
+    (tmp_path / "select").mkdir()
+    ins.to_parquet(tmp_path / "select" / "inspect.parquet")
+    rows, n_pool = review_rows(tmp_path)
+    ranks = rows["rank"].tolist()
+    want = sorted(set(range(50)) | set(range(n_kept - NEAR_ROWS, n_kept + NEAR_ROWS))
+                  | set(range(n - 50, n)))
+    assert n_pool == n and ranks == want and len(rows) == 600
+    page = review_table(rows, n_pool, ["a", "b"])
+    assert "Showing 600 of 2000 pool pairs" in page
+    assert ">" + "c" * 70 + "</td>" in page and 'title="' + "c" * 200 in page  # full on hover

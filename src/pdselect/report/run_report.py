@@ -102,7 +102,8 @@ def selection_warnings(report: dict) -> list[str]:
     return out
 
 
-def _selection_part(cfg: RunConfig, run: RunDir, train: pd.DataFrame) -> dict:
+def _selection_part(cfg: RunConfig, run: RunDir, train: pd.DataFrame,
+                    pool: pd.DataFrame) -> dict:
     from ..select.export import load_inspect, pd_cutoff
 
     sel = pd.read_parquet(run.root / "select" / "selection.parquet")
@@ -121,7 +122,6 @@ def _selection_part(cfg: RunConfig, run: RunDir, train: pd.DataFrame) -> dict:
             "dataset": select_meta.get("dataset"), "chat_format": select_meta.get("chat_format"),
             "examples": _examples(inspect, cfg.select.inspect_top, run.root)}
     if "h_agrees_overall" in train.columns and train["h_agrees_overall"].notna().any():
-        pool = evaluation_pool(run, train)
         methods = list(dict.fromkeys([cfg.select.method] + list(cfg.select.compare)))
         part["comparison"] = selection_metrics(
             pool, methods, cfg.select.budget, cfg.select.budget_count, cfg.seed,
@@ -156,11 +156,9 @@ def _kept_masks(cfg: RunConfig, pool: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def _verdict(cfg: RunConfig, run: RunDir, train: pd.DataFrame, proxy: dict,
-             selection: dict) -> dict:
+def _verdict(cfg: RunConfig, pool: pd.DataFrame, proxy: dict, selection: dict) -> dict:
     from .verdict import build_verdict
 
-    pool = evaluation_pool(run, train)
     return build_verdict(proxy.get("aspects", {}), pool, selection.get("comparison"),
                          _kept_masks(cfg, pool))
 
@@ -213,7 +211,7 @@ def build_report(cfg: RunConfig, run: RunDir) -> tuple[dict, str]:
     score = read_json(root / "score" / "meta.json")
     pairs = numeric_pairs(root)
     train = pairs[pairs["split"] == "train"]
-    scores = pd.read_parquet(root / "score" / "scores.parquet")
+    pool = evaluation_pool(run, train)  # the score table + evaluation columns, read once
     aspects = list(agg["aspects"])
     dropped = sum(n for r, n in agg.get("rejects", {}).items() if r.startswith(_CONFLICT_REASON))
     report = {"run_dir": str(root), "seed": cfg.seed, "source": ingest["source"],
@@ -226,13 +224,13 @@ def build_report(cfg: RunConfig, run: RunDir) -> tuple[dict, str]:
                                        "share": dropped / max(1, dropped + agg["n_train"])}
                                       if dropped else None),
               "conflict_matrix": {
-                  "proxy": conflict_matrix(scores, aspects, "gap__"),
+                  "proxy": conflict_matrix(pool, aspects, "gap__"),
                   "true": conflict_matrix(train, aspects, DELTA_PREFIX)},
-              "selection": _selection_part(cfg, run, train),
+              "selection": _selection_part(cfg, run, train, pool),
               "pd_weights": weights_part(cfg, proxy, aspects),
               "ingest_counts": dict(zip(("dropped", "ratings_rejected"),
                                         split_ingest_rejects(ingest["rejects"]))),
               "manifest": read_json(root / "manifest.json")}
-    report = {"verdict": _verdict(cfg, run, train, proxy, report["selection"]), **report}
+    report = {"verdict": _verdict(cfg, pool, proxy, report["selection"]), **report}
     report["warnings"] = selection_warnings(report)
     return report, render_markdown(report, cfg)

@@ -69,11 +69,26 @@ def _read(path: Path) -> pd.DataFrame:
             else pd.read_parquet(path))
 
 
+def _standard_lengths(df: pd.DataFrame, tok) -> np.ndarray:
+    """:func:`_pair_lengths` of every text row at once: three batched tokenizer calls instead
+    of three calls per pair (the per-call overhead dominated: 17 s for 1,295 pairs)."""
+    eos = tok.eos_token or ""
+    prompts = df["prompt"].tolist()
+    P = tok(prompts)["input_ids"]
+    C = tok([p + c + eos for p, c in zip(prompts, df["chosen"])])["input_ids"]
+    R = tok([p + r + eos for p, r in zip(prompts, df["rejected"])])["input_ids"]
+    return np.array([(min(_prefix(p, c), _prefix(p, r)), max(len(c), len(r)))
+                     for p, c, r in zip(P, C, R)], dtype=np.int64).reshape(-1, 2)
+
+
 def split_check(path: Path, tok, max_length: int, chat_format: str) -> dict:
     """The counts of one exported file."""
     df = _read(Path(path))
-    lens = np.array([_pair_lengths(r, tok, chat_format) for r in df.to_dict("records")],
-                    dtype=np.int64).reshape(-1, 2)
+    if chat_format == "standard" and len(df):
+        lens = _standard_lengths(df, tok)
+    else:
+        lens = np.array([_pair_lengths(r, tok, chat_format) for r in df.to_dict("records")],
+                        dtype=np.int64).reshape(-1, 2)
     p, total = lens[:, 0], lens[:, 1]
     dropped = p >= max_length
     return {"n": int(len(df)), "n_prompt_fills_max_length": int(dropped.sum()),

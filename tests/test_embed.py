@@ -182,3 +182,25 @@ def test_padding_counters(tiny_bert):
     padded = sum(len(b) * max(len(ids[i]) for i in b) for b in enc.batches(ids))
     assert enc.n_padded == padded - real
     assert 0 <= enc.padding_share < 1
+
+
+def test_cuda_code_path_gives_the_cpu_vectors(tiny_bert, tmp_path, monkeypatch):
+    """The CUDA branch (chunk + batch preparation in threads, pinned copies, wide token-budget
+    batches, one copy back per chunk) run on the CPU by pretending the device is CUDA: the
+    same vectors as the plain CPU path, in the same row order, cache shards complete."""
+    import pdselect.reward.embed as E
+
+    inputs = [f"input {i % 7} " + "word " * (i % 13) for i in range(300)]
+    resps = [f"response {i} " + "x y " * (i % 17) for i in range(300)]
+    ref = EmbeddingStore(Encoder(str(tiny_bert), batch_size=8), str(tmp_path / "a"), 16, 16)
+    want = ref.embed_kinds(inputs, resps, ("joint", "response"))
+    monkeypatch.setattr(E, "torch_device_type", lambda d: "cuda")
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
+    monkeypatch.setattr(E, "SHARD_ROWS", 64)                  # several chunks in flight
+    fake = EmbeddingStore(Encoder(str(tiny_bert), batch_size=8), str(tmp_path / "b"), 16, 16)
+    got = fake.embed_kinds(inputs, resps, ("joint", "response"))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert max(len(b) for b in fake.encoder.batches(np.full(500, 20))) > 8   # wide batches
+    again = EmbeddingStore(Encoder(str(tiny_bert)), str(tmp_path / "b"), 16, 16)
+    np.testing.assert_array_equal(again.embed_kinds(inputs, resps, ("joint", "response")), got)
+    assert again.encoder.n_encoded == 0

@@ -154,7 +154,9 @@ INSTALL_SH = r'''#!/usr/bin/env bash
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 TARGET="${1:?usage: bash install.sh TARGET_DIR}"
+case "$TARGET" in /*) ;; *) TARGET="$PWD/$TARGET" ;; esac
 PY="${PY:-python3}"
+case "$PY" in /*) ;; */*) PY="$PWD/$PY" ;; esac   # a relative path: from the caller's folder
 cd "$HERE"
 "$PY" - "@PYTHON_VERSION@" "${ALLOW_OTHER_PYTHON:-0}" <<'EOF'
 import hashlib, os, sys

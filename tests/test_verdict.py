@@ -163,3 +163,30 @@ def test_tie_with_the_length_rule_says_who_is_still_behind():
     assert "PD is ahead of the margin" in v["text"]
     md = "\n".join(_md_verdict(v))
     assert "+0.000 to +0.000" in md  # differences are printed signed, 'to' not a dash
+
+
+def test_verdict_agrees_with_the_measurement_on_a_bundled_set(tmp_path):
+    """A real run (USR Persona-Chat, overall label known): the verdict's AUCs are the report's
+    conflict AUCs, a named winner has the largest, and report.md opens with it."""
+    import json
+
+    from pdselect.config import load_config
+    from pdselect.pipeline import run_pipeline
+
+    cfg = load_config(None, [f"run_dir={tmp_path}", "data.source=usr_persona_chat",
+                             "proxy.epochs=30", "select.compare=[pd, margin, random]"])
+    run_pipeline(cfg)
+    rep = json.loads((tmp_path / "report.json").read_text())
+    v, comp = rep["verdict"], rep["selection"]["comparison"]
+    assert list(rep)[0] == "verdict"
+    for m in ("pd", "margin"):
+        assert v["evidence"]["auc"][m]["auc"] == pytest.approx(comp[m]["auc"], abs=1e-12)
+        lo, hi = v["evidence"]["kept"][m]["agreement_ci95"]
+        assert lo <= 1 - comp[m]["conflict_rate"] <= hi
+    aucs = {m: a["auc"] for m, a in v["evidence"]["auc"].items()}
+    if v["selector"] is not None:
+        assert aucs[v["selector"]] == max(aucs.values())
+    else:
+        assert v["confidence"] == "cannot tell"
+    md = (tmp_path / "report.md").read_text()
+    assert md.split("\n\n")[1] == "## Verdict"

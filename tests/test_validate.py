@@ -9,9 +9,9 @@ from pdselect.cli import main
 def test_validate_passes_on_bundled_data(capsys):
     assert main(["-q", "validate", "-c", "configs/demo.yaml", "--full"]) == 0
     out = capsys.readouterr().out
-    # counts follow the readers' rules (a duplicate response text is now rejected: 359 of 360)
-    assert "validation passed" in out and re.search(r"35\d responses, 60 inputs", out)
-    assert re.search(r"pairs: 8\d\d \(6\d\d train\)", out)
+    # the demo's SummEval-OP: 32 products x 13 summaries; 2,496 pairs, 30% of inputs held out
+    assert "validation passed" in out and "416 responses, 32 inputs" in out
+    assert re.search(r"pairs: 2496 \(1716 train\)", out)
 
 
 def test_validate_reports_bad_rows_and_fails_on_a_wrong_schema(tmp_path, capsys):

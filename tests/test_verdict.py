@@ -92,6 +92,12 @@ def test_chance_proxies_without_overall_say_pd_is_noise():
                     "proxy.backend=multihead", "more data"):
         assert backend in v["text"]
     assert v["evidence"]["aspects_at_chance"] == ["a", "b"]
+    # a margin model better than chance is named as the alternative meanwhile
+    v = build_verdict(CHANCE, pool, None, _kept(pool), {"val_accuracy": 0.7, "n_val": 400})
+    assert "select.method=margin is the stronger choice" in v["text"]
+    assert v["evidence"]["margin_reliability"]["ci95"][0] > 0.5
+    v = build_verdict(CHANCE, pool, None, _kept(pool), {"val_accuracy": 0.5, "n_val": 40})
+    assert "not better than chance." in v["text"] and "select.method=margin" not in v["text"]
 
 
 def test_chance_proxies_with_overall_still_measure_and_add_the_advice():

@@ -159,8 +159,9 @@ def _kept_masks(cfg: RunConfig, pool: pd.DataFrame) -> dict[str, np.ndarray]:
 def _verdict(cfg: RunConfig, pool: pd.DataFrame, proxy: dict, selection: dict) -> dict:
     from .verdict import build_verdict
 
+    unified = next(iter(proxy.get("unified", {}).values()), None)
     return build_verdict(proxy.get("aspects", {}), pool, selection.get("comparison"),
-                         _kept_masks(cfg, pool))
+                         _kept_masks(cfg, pool), unified)
 
 
 def weights_part(cfg: RunConfig, proxy: dict, aspects: list[str]) -> dict:

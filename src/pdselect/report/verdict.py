@@ -56,12 +56,13 @@ def with_length(pool: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_verdict(proxy_metrics: dict, pool: pd.DataFrame, comparison: dict | None,
-                  kept: dict[str, np.ndarray]) -> dict:
+                  kept: dict[str, np.ndarray], unified: dict | None = None) -> dict:
     """The verdict dict: selector (a candidate name or None), confidence, text, evidence.
 
     ``proxy_metrics``: proxy/metrics.json's ``aspects``; ``pool``: the score pool (pd,
     margin, lengths, ``h_agrees_overall`` when known); ``comparison``: selection_metrics'
-    result or None; ``kept``: boolean kept masks of the pool by selector (pd, margin)."""
+    result or None; ``kept``: boolean kept masks of the pool by selector (pd, margin);
+    ``unified``: the margin model's metrics (its held-out accuracy), when trained."""
     from ..reward.diagnostics import chance_aspects, interval_of
 
     noise = chance_aspects(proxy_metrics)
@@ -70,7 +71,10 @@ def build_verdict(proxy_metrics: dict, pool: pd.DataFrame, comparison: dict | No
     overlap = (jaccard(kept["pd"], kept["margin"]) if {"pd", "margin"} <= set(kept)
                else None)
     evidence = {"method": METHOD_NOTE, "proxy_reliability": reliability,
-                "aspects_at_chance": noise, "jaccard_pd_margin": overlap}
+                "aspects_at_chance": noise, "jaccard_pd_margin": overlap,
+                "margin_reliability": None if not unified else {
+                    "accuracy": unified.get("val_accuracy"), "n": unified.get("n_val"),
+                    "ci95": list(interval_of(unified))}}
     agrees = (pool["h_agrees_overall"].to_numpy(np.float64)
               if "h_agrees_overall" in pool.columns else np.full(len(pool), np.nan))
     known = ~np.isnan(agrees)
@@ -145,17 +149,31 @@ def _labelled(scores: dict, known: np.ndarray, positive: np.ndarray, comparison:
     return {"selector": best, "confidence": "clear", "evidence": evidence, "text": text}
 
 
+def _margin_line(m: dict | None) -> tuple[str, bool]:
+    """A sentence on the margin model's held-out accuracy, and whether it beats chance."""
+    if not m or m["accuracy"] is None or not np.isfinite(m["accuracy"]):
+        return "", False
+    lo, hi = m["ci95"]
+    ok = bool(lo > 0.5)
+    return (f" The margin's unified model: held-out accuracy {m['accuracy']:.3f} (95% CI "
+            f"{lo:.3f}-{hi:.3f}, {m['n']} pairs){'' if ok else ', not better than chance'}.",
+            ok)
+
+
 def _unlabelled(noise: list, metrics: dict, overlap: float | None, evidence: dict,
                 all_noise: bool) -> dict:
     """The verdict without an overall label: reliability and agreement only."""
     n_ok = len(metrics) - len(noise)
     rel = (f"{n_ok} of {len(metrics)} aspect proxies are better than chance on held-out pairs"
            + (f" (at chance: {', '.join(map(repr, noise))})" if noise else ""))
+    margin, m_ok = _margin_line(evidence["margin_reliability"])
     if all_noise:
+        alt = (" The margin's unified model is better than chance, so select.method=margin "
+               "is the stronger choice meanwhile." if m_ok else "")
         return {"selector": None, "confidence": "none", "evidence": evidence,
                 "text": f"PD is noise here: no aspect proxy is shown better than chance on its "
                         f"held-out pairs ({rel}), so PD ranks pairs at random. Do not select "
-                        f"by PD on these proxies: {ADVICE_NOISE}."}
+                        f"by PD on these proxies: {ADVICE_NOISE}.{margin}{alt}"}
     agree = ""
     if overlap is not None:
         agree = (f" PD and the margin keep largely the same pairs (Jaccard {overlap:.2f}): "
@@ -164,7 +182,7 @@ def _unlabelled(noise: list, metrics: dict, overlap: float | None, evidence: dic
                       "their kept sets).")
     return {"selector": None, "confidence": "cannot tell", "evidence": evidence,
             "text": f"Cannot tell which selector is better: the data has no overall preference "
-                    f"to measure against. {rel}.{agree} To decide, add an overall rating for "
+                    f"to measure against. {rel}.{margin}{agree} To decide, add an overall rating for "
                     "a few hundred pairs (an 'overall' column, or the source's preference "
                     "file) and re-run the report."}
 

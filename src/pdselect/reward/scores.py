@@ -162,12 +162,13 @@ def _text_keys(df: pd.DataFrame, cols: list[str], path: str, offset: int) -> lis
     return out
 
 
-def id_text_keys(df: pd.DataFrame, rated_path: Path, path: str) -> list[bytes]:
-    """Text digests of the (input_id, response_id) rows of ``df``, via the ingest stage's
-    rated table (the pipeline knows its responses by text from there on)."""
+def id_keys(df: pd.DataFrame, rated_path: Path, path: str) -> list[bytes]:
+    """Digests of (input_id, response text) for the (input_id, response_id) rows of ``df``,
+    via the ingest stage's rated table: the pair table knows a response by its input_id and
+    text (unique per input), so identical texts under two inputs keep their own scores."""
     import pyarrow.parquet as pq
 
-    rated = pq.read_table(rated_path, columns=["input_id", "input", "response_id",
+    rated = pq.read_table(rated_path, columns=["input_id", "response_id",
                                                "response"]).to_pandas()
     ids = pd.MultiIndex.from_frame(rated[["input_id", "response_id"]].astype(str))
     given = df[["input_id", "response_id"]].astype(str)
@@ -183,7 +184,7 @@ def id_text_keys(df: pd.DataFrame, rated_path: Path, path: str) -> list[bytes]:
                        i + _line_offset(path), tuple(want[i]))
     keys = [None] * len(df)
     for i in np.flatnonzero(pos >= 0):
-        keys[i] = text_key(rated["input"].iat[pos[i]], rated["response"].iat[pos[i]])
+        keys[i] = text_key(rated["input_id"].iat[pos[i]], rated["response"].iat[pos[i]])
     return keys
 
 
@@ -202,7 +203,7 @@ def build_table(df: pd.DataFrame, aspects: list[str], mapping: dict[str, str], k
             np.tile(np.arange(len(df)) + offset, 2)
         how = "input + chosen + rejected texts (either orientation)"
     elif {"input_id", "response_id"} <= set(df.columns) and rated_path is not None:
-        keys, lines = id_text_keys(df, rated_path, path), np.arange(len(df)) + offset
+        keys, lines = id_keys(df, rated_path, path), np.arange(len(df)) + offset
         how = "input_id + response_id"
     else:
         inp = _input_column(df, path, "score_kind=response")
@@ -217,7 +218,8 @@ def build_table(df: pd.DataFrame, aspects: list[str], mapping: dict[str, str], k
     table.insert(0, "key", [k for k in keys if k is not None])
     _check_duplicates(table, lines[keep], path)
     table = table.drop_duplicates("key").reset_index(drop=True)
-    meta = {"kind": kind, "columns": cols, "names": list(cols), "path": str(path),
+    meta = {"kind": kind, "by": "id" if how.startswith("input_id") else "text",
+            "columns": cols, "names": list(cols), "path": str(path),
             "matched_by": how, "n_rows": int(len(df)), "n_keys": int(len(table))}
     return table, meta
 
@@ -240,7 +242,11 @@ def _check_duplicates(table: pd.DataFrame, lines: np.ndarray, path: str) -> None
 
 # ----------------------------------------------------------------------------- scoring
 class ScoreLookup:
-    """Scores by text digest; ``names`` picks and orders the columns served."""
+    """Gaps of pairs from the lookup table; ``names`` picks and orders the columns served.
+
+    ``scale`` (the margin baseline without a mapped unified score): the one served column is
+    mean_k(gap_k / scale_k), scale_k the std of aspect k's scores over the score file's rows
+    (of its gaps, for per-pair gaps): the gap of the mean of standardised scores."""
 
     backend = "scores"
 
@@ -248,6 +254,7 @@ class ScoreLookup:
         self.table, self.meta, self.names = table, meta, list(names)
         self.index = pd.Index(table["key"].to_numpy())
         self.values = table[list(names)].to_numpy(np.float64)
+        self.scale = None if meta.get("scale") is None else np.asarray(meta["scale"], float)
 
     def _take(self, keys: list[bytes], what: str, examples) -> np.ndarray:
         pos = self.index.get_indexer(keys)
@@ -266,46 +273,44 @@ class ScoreLookup:
                 "or check that the texts (or ids) in the score file are the data's.")
         return out
 
-    def rewards(self, inputs, responses, progress: bool = False) -> np.ndarray:
-        keys = [text_key(i, r) for i, r in zip(inputs, responses)]
-        return self._take(keys, "responses", lambda i: (inputs[i], responses[i]))
+    def _side(self, pairs: pd.DataFrame, col: str) -> np.ndarray:
+        first = pairs["input_id" if self.meta.get("by") == "id" else "input"]
+        keys = keys_of(first, pairs[col])
+        return self._take(keys, "responses", lambda i: (first.iat[i], pairs[col].iat[i]))
+
+    def pair_gaps(self, pairs: pd.DataFrame, progress: bool = False) -> np.ndarray:
+        if self.meta["kind"] == "pair":
+            keys = keys_of(pairs["input"], pairs["chosen"], pairs["rejected"])
+            g = self._take(keys, "pairs", lambda i: (pairs["input"].iat[i],
+                                                     pairs["chosen"].iat[i],
+                                                     pairs["rejected"].iat[i]))
+        else:
+            g = self._side(pairs, "chosen") - self._side(pairs, "rejected")
+        return g if self.scale is None else (g / self.scale).mean(1, keepdims=True)
+
+    def spread(self) -> list[float]:
+        """Per served column: the std of its values (scores, or gaps for per-pair gaps)."""
+        sd = self.values.std(0)
+        return np.where(sd > 0, sd, 1.0).tolist()
 
     def save(self, out_dir: Path) -> None:
         from ..run.artifacts import write_parquet
 
         write_parquet(Path(out_dir) / TABLE_FILE, self.table)
-        (Path(out_dir) / META_FILE).write_text(json.dumps({**self.meta, "names": self.names},
-                                                          indent=2))
+        (Path(out_dir) / META_FILE).write_text(json.dumps(
+            {**self.meta, "names": self.names,
+             "scale": None if self.scale is None else self.scale.tolist()}, indent=2))
 
     @classmethod
     def load(cls, out_dir: Path, cfg=None) -> "ScoreLookup":
         meta = json.loads((Path(out_dir) / META_FILE).read_text())
-        table = pd.read_parquet(Path(out_dir) / TABLE_FILE)
-        return (PairLookup if meta["kind"] == "pair" else cls)(table, meta, meta["names"])
-
-
-class PairLookup(ScoreLookup):
-    """Per-pair gaps; the margin baseline without a mapped unified gap is the mean of the
-    aspect gaps, each divided by its std over the train pairs (``scale``)."""
-
-    def __init__(self, table, meta, names):
-        super().__init__(table, meta, names)
-        self.scale = None if meta.get("scale") is None else np.asarray(meta["scale"], float)
-
-    def rewards(self, inputs, responses, progress: bool = False):
-        raise StageError("score_kind=pair gives gaps of pairs, not rewards of responses.")
-
-    def pair_gaps(self, pairs: pd.DataFrame, progress: bool = False) -> np.ndarray:
-        keys = keys_of(pairs["input"], pairs["chosen"], pairs["rejected"])
-        g = self._take(keys, "pairs", lambda i: (pairs["input"].iat[i], pairs["chosen"].iat[i],
-                                                 pairs["rejected"].iat[i]))
-        return g if self.scale is None else (g / self.scale).mean(1, keepdims=True)
+        return cls(pd.read_parquet(Path(out_dir) / TABLE_FILE), meta, meta["names"])
 
 
 def scores_models(train: pd.DataFrame, aspects: list[str], cfg, seed: int, data_path: str,
                   rated_path: Path | None, unified: bool):
     """(aspect models, unified model or None) over the user's score file."""
-    from .fixed import StandardisedMean, char_dlen, score_only_models
+    from .fixed import char_dlen, score_only_models
 
     path = cfg.scores_path or data_path
     if not path:
@@ -314,22 +319,14 @@ def scores_models(train: pd.DataFrame, aspects: list[str], cfg, seed: int, data_
                          "in <run>/ingest/rated.parquet to score them).")
     table, meta = build_table(read_score_file(path), aspects, dict(cfg.score_columns),
                               cfg.score_kind, path, rated_path)
-    cls = PairLookup if meta["kind"] == "pair" else ScoreLookup
     logger.info("scores: %d keyed scores from %s (%s kind, matched by %s; columns %s)",
                 meta["n_keys"], path, meta["kind"], meta["matched_by"], meta["columns"])
-    models = score_only_models(train, aspects, cls(table, meta, aspects), cfg, seed, char_dlen)
+    lookup = ScoreLookup(table, meta, aspects)
+    models = score_only_models(train, aspects, lookup, cfg, seed, char_dlen)
     if not unified:
         return models, None
     if UNIFIED in meta["columns"]:
-        u = cls(table, meta, [UNIFIED])
-    elif meta["kind"] == "pair":
-        g = models.gaps(train)
-        u = PairLookup(table, {**meta, "scale": np.where(g.std(0) > 0, g.std(0), 1.0).tolist()},
-                       aspects)
+        u = ScoreLookup(table, meta, [UNIFIED])
     else:
-        from .base import unique_texts
-
-        texts, _, _ = unique_texts(train.reset_index(drop=True))
-        u = StandardisedMean.fit(cls(table, meta, aspects), texts["input"].tolist(),
-                                 texts["response"].tolist())
+        u = ScoreLookup(table, {**meta, "scale": lookup.spread()}, aspects)
     return models, score_only_models(train.assign(aspect=UNIFIED), [UNIFIED], u, cfg, seed)

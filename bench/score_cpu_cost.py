@@ -19,7 +19,9 @@ texts in the same process:
   bare_tok_unique  : one batch call over the unique strings (inputs + responses), the floor of
                      tokenisation (pdselect tokenises each unique string once).
 
-A second run under cProfile (fresh cache) gives the top functions by own time (``--top``).
+Wall times and ratios are reported, and the same in process CPU time (user + system, all
+threads), which other jobs on a shared machine inflate less. A second run under cProfile
+(fresh cache) gives the top functions by own time (``--top``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +40,13 @@ from pathlib import Path
 import numpy as np
 
 ASPECTS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads (less sensitive than wall time to
+    other jobs on a shared machine; tokenizer threads count too)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 class ZeroStep:
@@ -86,16 +96,17 @@ def score_once(pairs_dir: Path, work: Path, a, tag: str) -> tuple[dict, object]:
     cache = tempfile.mkdtemp(prefix=f"cache-{tag}-", dir=work)
     models, store = build(a.dtype, cache, a.batch_size, a.device)
     out = Path(tempfile.mkdtemp(prefix=f"score-{tag}-", dir=work))
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_seconds()
     s = score_sharded(pairs_dir, models.gaps, ASPECTS, out, shard_size=a.shard_size)
     t1 = time.perf_counter() - t
     pd_pass(out, ASPECTS, 0.9)
-    total = time.perf_counter() - t
+    total, cpu = time.perf_counter() - t, cpu_seconds() - c
     enc = store.encoder
     return {"pairs": s["n_input_rows"], "unique_texts_encoded": enc.n_encoded,
             "tokenised_strings": getattr(store.framer, "n_tokenised", None),
-            "pass1_s": round(t1, 3), "total_s": round(total, 3),
+            "pass1_s": round(t1, 3), "total_s": round(total, 3), "cpu_s": round(cpu, 3),
             "us_per_unique_text": round(1e6 * total / max(enc.n_encoded, 1), 2),
+            "cpu_us_per_unique_text": round(1e6 * cpu / max(enc.n_encoded, 1), 2),
             "padding_share": round(enc.padding_share, 4)}, out
 
 
@@ -116,12 +127,14 @@ def bare_tokenizer(pairs_dir: Path, tok, reps: int = 2) -> dict:
                                        tok(resp)),
         "bare_tok_unique_s": lambda: tok(inputs + resp, add_special_tokens=False),
     }.items():
-        best = np.inf
+        best, best_cpu = np.inf, np.inf
         for _ in range(reps):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu_seconds()
             calls()
             best = min(best, time.perf_counter() - t)
+            best_cpu = min(best_cpu, cpu_seconds() - c)
         out[name] = round(best, 3)
+        out[name[:-2] + "_cpu_s"] = round(best_cpu, 3)
     return out
 
 
@@ -169,6 +182,8 @@ def main(argv=None) -> int:
     res["bare_tok_unique_us_per_text"] = round(1e6 * bare["bare_tok_unique_s"] / n, 2)
     res["ratio_to_bare_tok_encoded"] = round(run["total_s"] / bare["bare_tok_encoded_s"], 3)
     res["ratio_to_bare_tok_unique"] = round(run["total_s"] / bare["bare_tok_unique_s"], 3)
+    res["cpu_ratio_to_bare_tok_encoded"] = round(run["cpu_s"] / bare["bare_tok_encoded_cpu_s"], 3)
+    res["cpu_ratio_to_bare_tok_unique"] = round(run["cpu_s"] / bare["bare_tok_unique_cpu_s"], 3)
     res["loadavg_end"] = os.getloadavg()[0]
     if not a.no_profile:
         res["profile_top"] = profile_once(pairs_dir, work, a)

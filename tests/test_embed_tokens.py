@@ -16,7 +16,8 @@ from pdselect.reward.tokens import (MAX_WORDS, FastIds, TextFramer,  # noqa: E40
 HOSTILE = ["", " ", "\t\n\r", "Ünïcödé café naïve", "tab\there\x07bell", "a" * 150,
            "x_y-z!!", "中文字符 mixed ascii", "DEL\x7fchar", "émoji 😀 ok", "UPPER lower 123abc",
            "don't stop", "e.g. 3.14 $5 100% <tag> {x} [y] |z| ~w `q` ^ @ # &", "\x00nul",
-           "word" * 40, "MiXeD CaSe\u00a0nbsp", "x" * 101, "1,000,000.00!!??"]
+           "word" * 40, "MiXeD CaSe\u00a0nbsp", "x" * 101, "1,000,000.00!!??",
+           "a [SEP] b [CLS]", "lower [sep] and [Mask] and [UNK]x [PAD]"]
 
 
 @pytest.fixture(scope="module")

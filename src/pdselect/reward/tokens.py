@@ -85,6 +85,11 @@ class FastIds:
         self.tok = tokenizer
         self.rt = _backend(tokenizer) if getattr(tokenizer, "is_fast", False) else None
         self.lower = _wordpiece_lowercase(self.rt) if self.rt is not None else None
+        # added tokens ([CLS], [SEP], ...) are matched in the raw text before pre-tokenising:
+        # a text holding one (any case) takes the tokenizer's own path
+        added = [t["content"] for t in json.loads(self.rt.to_str()).get("added_tokens", [])] \
+            if self.rt is not None else []
+        self.special = re.compile("|".join(map(re.escape, added)), re.I) if added else None
         self._clear_words()
 
     def _clear_words(self) -> None:
@@ -137,6 +142,8 @@ class FastIds:
             return np.zeros(0, np.int32), np.zeros(0, np.int64)
         plain = ([_NOT_PLAIN.search(t) is None for t in texts] if self.lower is not None
                  else [False] * len(texts))
+        if self.special is not None and any(plain) and self.special.search("\n".join(texts)):
+            plain = [ok and self.special.search(t) is None for t, ok in zip(texts, plain)]
         if all(plain):
             return self._plain(texts)
         lens = np.zeros(len(texts), dtype=np.int64)

@@ -116,6 +116,8 @@ def _scale_lines(s: Sniffed) -> list[str]:
 
 def _default_lines(s: Sniffed) -> list[str]:
     """The aggregate, proxy and select sections: defaults, with why in comments."""
+    from .data.sniff_scores import proxy_lines
+
     return ["aggregate:",
             "  # auto: hold 30% of inputs out for evaluation only when the data has an overall "
             "label; this data: " + ("it has one -> 30% held out" if s.overall else
@@ -126,9 +128,7 @@ def _default_lines(s: Sniffed) -> list[str]:
             "mean of the aspects rescaled to [0, 1];",
             "# identical responses to one input are dropped (counted); inputs are truncated from "
             "the LEFT (proxy.max_input_tokens).",
-            "proxy:",
-            "  backend: frozen_encoder",
-            "  encoder: minilm",
+            *proxy_lines(s, s.aspects),
             "select:",
             "  method: pd",
             "  budget: 0.3   # share of the pool's pairs kept",

@@ -149,6 +149,7 @@ class Sniffed:
     # guesses to check: aspect -> why it may not be a rating (kept), column -> why left out
     doubtful: dict[str, str] = field(default_factory=dict)
     left_out: dict[str, str] = field(default_factory=dict)
+    score_columns: dict[str, str] = field(default_factory=dict)  # aspect -> score column
 
 
 def fmt_num(x: float) -> str:
@@ -372,6 +373,9 @@ def _wide(s: Sniffed, numeric: list[Column], ids: set[str], overall: Column | No
                        "out, since a rating that never varies cannot prefer one response "
                        "over another")
     cand = [c for c in cand if c.lo < c.hi]
+    from .sniff_scores import split_scores
+
+    cand = split_scores(s, cand)  # `helpfulness_score` beside `helpfulness`: a score, no aspect
     meta = {c.name: metadata_reason(c.name) for c in cand if metadata_reason(c.name)}
     if len(cand) - len(meta) >= 2:  # leave metadata-like columns out, saying so
         for name, why in meta.items():

@@ -49,9 +49,10 @@ QUICK = ["proxy.cross_fit=2", "proxy.multihead.epochs=1", "proxy.max_input_token
          "proxy.max_response_tokens=48", "aggregate.min_pairs_per_aspect=2"]
 
 
-def train_both(cfg, public, aspects, seed: int):
-    """(aspect models, unified model): one joint training per fold for multihead."""
-    if cfg.proxy.backend == "multihead":
+def train_both(cfg, public, aspects, seed: int, separate: bool = False):
+    """(aspect models, unified model): one joint training per fold for multihead (unless
+    ``separate``: the variant's ``+separate`` flag trains the unified model on its own)."""
+    if cfg.proxy.backend == "multihead" and not separate:
         from pdselect.reward.multihead import train_joint_models
 
         return train_joint_models(public, aspects, cfg.proxy, seed, min_pairs=2)
@@ -59,10 +60,10 @@ def train_both(cfg, public, aspects, seed: int):
             train_unified_model(public, cfg.proxy, seed))
 
 
-def evaluate(cfg, train, aspects, seed: int) -> dict:
+def evaluate(cfg, train, aspects, seed: int, separate: bool = False) -> dict:
     public = public_view(train)
     t0 = time.perf_counter()
-    models, unified = train_both(cfg, public, aspects, seed)
+    models, unified = train_both(cfg, public, aspects, seed, separate)
     gaps, margin = models.gaps(public), unified.gaps(public)[:, 0]
     seconds = time.perf_counter() - t0
     table, _ = score_table(public, gaps, aspects, cfg.score.gamma, margin)
@@ -82,6 +83,12 @@ def evaluate(cfg, train, aspects, seed: int) -> dict:
            "n_inputs": int(train["input_id"].nunique()),
            "conflict_rate": float(1 - np.nanmean(agrees))}
     out["pd_minus_margin"] = out["pd"] - out["margin"]
+    # do the aspect heads rank pairs alike? mean |corr| of the aspects' gaps, and of each
+    # aspect's gap with the margin (1.0: PD collapses onto the margin's ranking)
+    c = np.corrcoef(np.column_stack([gaps, margin]).T)
+    k = len(aspects)
+    out["aspect_gap_corr"] = float(np.abs(c[:k, :k][~np.eye(k, dtype=bool)]).mean())
+    out["margin_gap_corr"] = float(np.abs(c[:k, k]).mean())
     return out
 
 
@@ -111,7 +118,8 @@ def main(argv=None) -> int:
                     help="'natural' or an aggregate.conflict_level")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--variant", action="append", default=[],
-                    help="name=override override ... (repeatable; default: frozen and mh)")
+                    help="name=override override ... (repeatable; default: frozen and mh); "
+                         "+separate: multihead unified model trained on its own")
     ap.add_argument("--common", default="proxy.cross_fit=5",
                     help="overrides applied to every variant (default: 5 folds)")
     ap.add_argument("--quick", action="store_true",
@@ -137,8 +145,10 @@ def main(argv=None) -> int:
                 if args.max_inputs:
                     train = quick_subset(train, args.max_inputs, s)
                 for name, ov in variants:
+                    flags = [o for o in ov if o.startswith("+")]
+                    ov = [o for o in ov if not o.startswith("+")]
                     cfg = load_config(None, common + cl + [f"data.source={ds}"] + ov)
-                    r = evaluate(cfg, train, aspects, s)
+                    r = evaluate(cfg, train, aspects, s, separate="+separate" in flags)
                     r.update({"dataset": ds, "conflict": c, "variant": name,
                               "overrides": ov, "seed": s})
                     results.append(r)
@@ -147,6 +157,8 @@ def main(argv=None) -> int:
                     print(f"{ds} conflict={c} seed={s} {name}: PD={r['pd']:.3f} "
                           f"margin={r['margin']:.3f} rati={r['pd_rati'] or float('nan'):.3f} "
                           f"PD-margin={r['pd_minus_margin']:+.3f} acc[{accs}] "
+                          f"corr(aspects)={r['aspect_gap_corr']:.2f} "
+                          f"corr(aspect,margin)={r['margin_gap_corr']:.2f} "
                           f"t={r['proxy_seconds']}s", flush=True)
                     write(args.out, common, results)  # after every cell: a killed run keeps them
     print("\n" + "\n".join(table(results)))

@@ -68,16 +68,8 @@ def encode_pair(tok, prompt: list[dict], chosen: list[dict], rejected: list[dict
                                       add_generation_prompt=gen)
         return list(out["input_ids"])
 
-    def prefix(a, b):
-        n = 0
-        for x, y in zip(a, b):
-            if x != y:
-                break
-            n += 1
-        return n
-
     p, pc, pr = ids(prompt, True), ids(prompt + chosen), ids(prompt + rejected)
-    n = min(prefix(p, pc), prefix(p, pr))
+    n = min(common_prefix(p, pc), common_prefix(p, pr))
     return {"prompt_ids": p[:n], "chosen_ids": pc[n:], "rejected_ids": pr[n:]}
 
 
@@ -172,3 +164,13 @@ def _truncate_prompt_left(tok, ex: dict, max_length: int) -> bool:
         content = tok(last["content"], add_special_tokens=False)["input_ids"]
         overhead = p - len(content)
     return True
+
+
+def common_prefix(a, b) -> int:
+    """Length of the longest common prefix of two token-id lists."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

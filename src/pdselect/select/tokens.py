@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .dpo_data import conversational_example, encode_pair
+from .dpo_data import common_prefix, conversational_example, encode_pair
 
 
 def _pair_lengths(row: dict, tok, chat_format: str) -> tuple[int, int]:
@@ -31,7 +31,7 @@ def _pair_lengths(row: dict, tok, chat_format: str) -> tuple[int, int]:
         eos = tok.eos_token or ""
         c = tok(row["prompt"] + row["chosen"] + eos)["input_ids"]
         r = tok(row["prompt"] + row["rejected"] + eos)["input_ids"]
-        n = min(_prefix(p, c), _prefix(p, r))
+        n = min(common_prefix(p, c), common_prefix(p, r))
         return n, max(len(c), len(r))  # TRL: prompt = p[:n], completion = the rest
     ex = _as_conversation(row, chat_format)
     enc = encode_pair(tok, ex["prompt"], ex["chosen"], ex["rejected"])
@@ -55,15 +55,6 @@ def _as_conversation(row: dict, chat_format: str) -> dict:
             "rejected": [{"role": "assistant", "content": row["rejected"]["value"]}]}
 
 
-def _prefix(a: list, b: list) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _read(path: Path) -> pd.DataFrame:
     return (pd.read_json(path, lines=True) if path.suffix == ".jsonl"
             else pd.read_parquet(path))
@@ -77,7 +68,7 @@ def _standard_lengths(df: pd.DataFrame, tok) -> np.ndarray:
     P = tok(prompts)["input_ids"]
     C = tok([p + c + eos for p, c in zip(prompts, df["chosen"])])["input_ids"]
     R = tok([p + r + eos for p, r in zip(prompts, df["rejected"])])["input_ids"]
-    return np.array([(min(_prefix(p, c), _prefix(p, r)), max(len(c), len(r)))
+    return np.array([(min(common_prefix(p, c), common_prefix(p, r)), max(len(c), len(r)))
                      for p, c, r in zip(P, C, R)], dtype=np.int64).reshape(-1, 2)
 
 

@@ -159,14 +159,25 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--as-cuda", action="store_true", help="run the CUDA branch of the embed "
+                    "path on the CPU (chunk and batch preparation in threads, wide token-budget "
+                    "batches, one copy back per chunk; pinning is a no-op): the CPU cost a GPU "
+                    "run pays")
     a = ap.parse_args(argv)
+    if a.as_cuda:
+        import torch
+
+        import pdselect.reward.embed as E
+
+        E.torch_device_type = lambda d: "cuda"
+        torch.Tensor.pin_memory = lambda self: self
     from pdselect.data.synthetic import generate_pairs
 
     work = Path(a.work or tempfile.mkdtemp(prefix="score-cpu-cost-"))
     pairs_dir = work / f"pairs_{a.n_pairs}"
     if not pairs_dir.exists():
         generate_pairs(a.n_pairs, pairs_dir, shard_size=a.shard_size, seed=0)
-    res = {"n_pairs": a.n_pairs, "dtype": a.dtype, "device": a.device,
+    res = {"n_pairs": a.n_pairs, "dtype": a.dtype, "device": a.device, "as_cuda": a.as_cuda,
            "batch_size": a.batch_size, "shard_size": a.shard_size,
            "loadavg_start": os.getloadavg()[0]}
     run, _ = score_once(pairs_dir, work, a, "timed")

@@ -226,7 +226,8 @@ def test_pipeline_run_with_multihead_backend(bert, tmp_path):
     over = [f"run_dir={run}", "proxy.backend=multihead", f"proxy.model_path={bert}",
             "proxy.max_input_tokens=24", "proxy.max_response_tokens=24",
             "proxy.multihead.epochs=1", "proxy.multihead.lr=1e-3", "proxy.multihead.batch_size=32"]
-    assert main(["-q", "run", "-c", "configs/demo.yaml"] + over) == 0
+    over.append("proxy.cross_fit=0")  # one network: proxy/aspects/multihead (folds: above)
+    assert main(["-q", "run", "-c", "configs/examples/usr_topical_chat.yaml"] + over) == 0
     assert (run / "report.md").exists() and (run / "score" / "scores.parquet").exists()
     assert (run / "proxy" / "aspects" / "multihead" / "net.json").exists()
     meta = json.loads((run / "proxy" / "unified" / "multihead.json").read_text())

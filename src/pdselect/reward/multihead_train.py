@@ -142,6 +142,7 @@ def fit_net(net, ids, train: PairSet, stop: PairSet, mh, seed: int,
             progress: bool = False) -> dict:
     """Train ``net`` in place; returns the history (module docstring for loss and stopping)."""
     t0 = time.time()
+    net._memo = None  # rewards memoised before training would be stale after it
     torch.manual_seed(int(seed))
     rng = np.random.default_rng([int(seed), 37])
     weights = torch.as_tensor(head_weights(train.head), dtype=torch.float32, device=net.device)
@@ -189,6 +190,7 @@ def fit_net(net, ids, train: PairSet, stop: PairSet, mh, seed: int,
         net.load_state_dict(best_state, strict=False)
     hist.setdefault("stopped_early", False)
     hist.update(steps=step, seconds=round(time.time() - t0, 2))
+    net._memo = None
     net.eval()
     return hist
 

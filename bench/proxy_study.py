@@ -45,6 +45,7 @@ from pdselect.score.table import pd_rati_table, score_table  # noqa: E402
 DATASETS = ["summeval_op", "usr_topical_chat", "mqm_ted_zhen", "mqm_ted_ende"]
 VARIANTS = ["frozen=proxy.backend=frozen_encoder",
             "mh=proxy.backend=multihead proxy.model_path=minilm"]
+MULTIHEAD_ONLY = ("proxy.multihead.", "proxy.model_path=", "proxy.lora=")
 QUICK = ["proxy.cross_fit=2", "proxy.multihead.epochs=1", "proxy.max_input_tokens=48",
          "proxy.max_response_tokens=48", "aggregate.min_pairs_per_aspect=2"]
 
@@ -90,6 +91,14 @@ def evaluate(cfg, train, aspects, seed: int, separate: bool = False) -> dict:
     out["aspect_gap_corr"] = float(np.abs(c[:k, :k][~np.eye(k, dtype=bool)]).mean())
     out["margin_gap_corr"] = float(np.abs(c[:k, k]).mean())
     return out
+
+
+def applicable(common: list[str], ov: list[str]) -> list[str]:
+    """``common`` without the multihead-only keys when the variant is not multihead (the
+    config refuses keys its backend would ignore)."""
+    if "proxy.backend=multihead" in common + ov:
+        return common
+    return [o for o in common if not o.startswith(MULTIHEAD_ONLY)]
 
 
 def quick_subset(train, n_inputs: int, seed: int):
@@ -138,7 +147,7 @@ def main(argv=None) -> int:
     for ds in args.datasets:
         for c in args.conflicts:
             cl = [] if c == "natural" else [f"aggregate.conflict_level={c}"]
-            cfg0 = load_config(None, common + cl + [f"data.source={ds}"])
+            cfg0 = load_config(None, applicable(common, []) + cl + [f"data.source={ds}"])
             rated = read_source(cfg0.data, RejectLog("ingest"))
             for s in args.seeds:
                 train, aspects = cell_pairs(cfg0, rated, s)
@@ -147,7 +156,8 @@ def main(argv=None) -> int:
                 for name, ov in variants:
                     flags = [o for o in ov if o.startswith("+")]
                     ov = [o for o in ov if not o.startswith("+")]
-                    cfg = load_config(None, common + cl + [f"data.source={ds}"] + ov)
+                    cfg = load_config(None, applicable(common, ov) + cl +
+                                      [f"data.source={ds}"] + ov)
                     r = evaluate(cfg, train, aspects, s, separate="+separate" in flags)
                     r.update({"dataset": ds, "conflict": c, "variant": name,
                               "overrides": ov, "seed": s})

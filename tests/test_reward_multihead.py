@@ -236,3 +236,18 @@ def test_pipeline_run_with_multihead_backend(bert, tmp_path):
     assert set(metrics) >= {"aspects", "unified"} and metrics["unified"]["unified"]["n_pairs"]
     scores = pd.read_parquet(run / "score" / "scores.parquet")
     assert scores["margin"].notna().all() and scores["pd"].notna().all()
+
+
+def test_config_checks_of_the_multihead_block():
+    from pdselect.config import load_config
+    from pdselect.errors import ConfigError
+
+    cfg = load_config(None, ["proxy.backend=multihead", "proxy.multihead.epochs=2",
+                             "proxy.lora=true"])
+    assert cfg.proxy.multihead.epochs == 2 and cfg.proxy.lora
+    with pytest.raises(ConfigError, match="proxy.multihead.lr"):
+        load_config(None, ["proxy.backend=multihead", "proxy.multihead.lr=0"])
+    with pytest.raises(ConfigError, match="stop_fraction"):
+        load_config(None, ["proxy.backend=multihead", "proxy.multihead.stop_fraction=0.9"])
+    with pytest.raises(ConfigError, match="applies to proxy.backend=multihead only"):
+        load_config(None, ["proxy.multihead.epochs=2"])   # frozen_encoder would ignore it

@@ -38,7 +38,7 @@ def _validate_values(cfg) -> None:
                           "use null to read every record, or a positive count.")
     _validate_seeds(cfg)
     _validate_sizes(cfg)
-    _validate_multihead(cfg.proxy.multihead)
+    _validate_multihead(cfg.proxy)
     _validate_reward_source(cfg.proxy)
     _validate_lists(cfg)
     _validate_aspect_names(cfg)
@@ -199,8 +199,16 @@ _MULTIHEAD_MIN: dict[str, tuple[float, bool]] = {
     "patience": (0, False), "lora_r": (1, False), "lora_alpha": (1, False)}
 
 
-def _validate_multihead(mh) -> None:
-    """proxy.multihead: sizes and rates in range, the stopping share in [0, 0.5]."""
+def _validate_multihead(p) -> None:
+    """proxy.multihead: sizes and rates in range, the stopping share in [0, 0.5]; the
+    multihead keys are refused with another backend (they would be silently ignored)."""
+    mh = p.multihead
+    if p.backend != "multihead":
+        for k in ("model_path", "lora", "multihead"):
+            if _changed(p, k):
+                raise ConfigError(f"proxy.{k}", "applies to proxy.backend=multihead only; the "
+                                  f"backend is {p.backend}, so it would be ignored.",
+                                  f"remove proxy.{k}, or set proxy.backend=multihead.")
     for name, (lo, strict) in _MULTIHEAD_MIN.items():
         v = getattr(mh, name)
         if (v <= lo) if strict else (v < lo):

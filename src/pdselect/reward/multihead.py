@@ -129,6 +129,10 @@ class MultiheadBackend:
     def fit(self, pairs: pd.DataFrame, jobs: list[Job], seed: int,
             progress: bool = False) -> MultiheadFitted:
         cfg = self.cfg
+        if sum(j.name.startswith("val/") for j in jobs) > 1:
+            logger.warning("multihead val_accuracy is optimistic: the shared backbone also "
+                           "trains on each aspect's validation inputs through the other "
+                           "heads' pairs. Set proxy.cross_fit (e.g. 5) for held-out numbers.")
         net = MultiHeadNet.build(cfg.model_path, len(jobs), cfg, seed).to(cfg.device)
         table, cw, cl = unique_texts(pairs)
         ids = net.framer.joint_ids(table["input"].tolist(), table["response"].tolist())

@@ -46,6 +46,11 @@ DATASETS = ["summeval_op", "usr_topical_chat", "mqm_ted_zhen", "mqm_ted_ende"]
 VARIANTS = ["frozen=proxy.backend=frozen_encoder",
             "mh=proxy.backend=multihead proxy.model_path=minilm"]
 MULTIHEAD_ONLY = ("proxy.multihead.", "proxy.model_path=", "proxy.lora=")
+#: keys of the frozen heads, refused with the multihead backend (config/checks.py)
+FROZEN_ONLY = tuple(f"proxy.{k}=" for k in ("encoder", "head", "features", "l2", "optimizer",
+                                            "epochs", "lr", "multitask", "shared_l2",
+                                            "standardize", "hidden", "ensemble",
+                                            "uncertainty_shrink"))
 QUICK = ["proxy.cross_fit=2", "proxy.multihead.epochs=1", "proxy.max_input_tokens=48",
          "proxy.max_response_tokens=48", "aggregate.min_pairs_per_aspect=2"]
 
@@ -94,10 +99,10 @@ def evaluate(cfg, train, aspects, seed: int, separate: bool = False) -> dict:
 
 
 def applicable(common: list[str], ov: list[str]) -> list[str]:
-    """``common`` without the multihead-only keys when the variant is not multihead (the
-    config refuses keys its backend would ignore)."""
+    """``common`` without the keys the variant's backend would ignore (the config refuses
+    them): multihead-only keys for a frozen variant, frozen-only keys for a multihead one."""
     if "proxy.backend=multihead" in common + ov:
-        return common
+        return [o for o in common if not o.startswith(FROZEN_ONLY)]
     return [o for o in common if not o.startswith(MULTIHEAD_ONLY)]
 
 

@@ -251,3 +251,14 @@ def test_config_checks_of_the_multihead_block():
         load_config(None, ["proxy.backend=multihead", "proxy.multihead.stop_fraction=0.9"])
     with pytest.raises(ConfigError, match="applies to proxy.backend=multihead only"):
         load_config(None, ["proxy.multihead.epochs=2"])   # frozen_encoder would ignore it
+
+
+def test_frozen_head_settings_are_refused_with_the_multihead_backend():
+    import pytest
+
+    from pdselect.config import load_config
+    from pdselect.errors import ConfigError
+
+    for key in ("proxy.ensemble=3", "proxy.head=mlp", "proxy.l2=0.1"):
+        with pytest.raises(ConfigError, match=key.split("=")[0]):
+            load_config(None, ["proxy.backend=multihead", key]).validate()

@@ -392,6 +392,10 @@ _TRAINING_ONLY = ("encoder", "head", "features", "l2", "optimizer", "epochs", "l
                   "cross_fit", "rho", "tau", "p_r", "val_fraction", "max_pairs_per_aspect")
 
 
+_FROZEN_ONLY = ("encoder", "head", "features", "l2", "optimizer", "epochs", "lr", "multitask",
+                "shared_l2", "standardize", "hidden", "ensemble", "uncertainty_shrink")
+
+
 def _changed(section, name: str) -> bool:
     f = next(f for f in dataclasses.fields(section) if f.name == name)
     default = f.default_factory() if f.default is dataclasses.MISSING else f.default
@@ -406,6 +410,14 @@ def _validate_reward_source(p) -> None:
                 raise ConfigError(f"proxy.{k}", f"applies to proxy.backend={backend} only; the "
                                   f"backend is {p.backend}, so it would be ignored.",
                                   f"remove proxy.{k}, or set proxy.backend={backend}.")
+    if p.backend == "multihead":  # the frozen heads' settings would be silently ignored
+        for k in _FROZEN_ONLY:
+            if _changed(p, k):
+                raise ConfigError(f"proxy.{k}", "applies to proxy.backend=frozen_encoder; "
+                                  "the multihead backend trains one network with its own "
+                                  "settings (proxy.multihead.*), so it would be ignored.",
+                                  f"remove proxy.{k}, or set it in proxy.multihead if it is "
+                                  "there.")
     if p.backend not in _SOURCE_KEYS:
         return
     for k in _TRAINING_ONLY:

@@ -116,9 +116,6 @@ class MultiheadBackend:
 
     def __init__(self, cfg, out_dir: Path | None = None):
         self.cfg = cfg
-        if int(getattr(cfg, "ensemble", 1) or 1) > 1:
-            logger.warning("proxy.ensemble=%d is ignored by the multihead backend (one model)",
-                           cfg.ensemble)
         # the tokenizer alone: dlen needs token counts before any weights are loaded
         self.framer = TextFramer(load_tokenizer(resolve_backbone(cfg.model_path)),
                                  cfg.max_input_tokens, cfg.max_response_tokens)

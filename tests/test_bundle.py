@@ -125,6 +125,13 @@ def test_make_bundle_with_mocked_download(tmp_path):
     with pytest.raises(StageError, match="not empty"):
         make_bundle(tmp_path / "b", PY, models=[], downloader=fake_download)
 
+    def offline_fails(pins, dest):
+        raise StageError(f"no Python {PY} wheel for {pins}")
+
+    with pytest.raises(StageError, match="no Python"):
+        make_bundle(tmp_path / "c", PY, have=have, models=[], extras=[], downloader=offline_fails)
+    assert not (tmp_path / "c").exists()                   # nothing half-written is left
+
 
 def test_torch_is_never_bundled():
     names = needed_packages(["train"], [], set(), PY)

@@ -122,6 +122,16 @@ def make_bundle(out: str | Path, python_version: str, have=None, part_size="45MB
     size = parse_size(part_size)
     have_names = parse_have(have)
     names = needed_packages(extras, models, have_names, python_version)
+    try:
+        return _write(out, python_version, names, have_names, size, models, extras, platforms,
+                      wheelhouses, offline, downloader)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # a half-written bundle must not look usable
+        raise
+
+
+def _write(out: Path, python_version: str, names: list[str], have_names: set[str], size: int,
+           models, extras, platforms, wheelhouses, offline, downloader) -> dict:
     wheels = out / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     done, pins = {"pdselect": own_wheel(wheels).name}, []

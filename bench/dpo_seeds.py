@@ -89,7 +89,8 @@ def length_table(df: pd.DataFrame) -> str:
             mean, s_e = mean_se(g[c].to_numpy(np.float64))
             cells.append("n/a" if np.isnan(mean) else f"{mean:.3f}" + (
                 "" if np.isnan(s_e) else f" ± {s_e:.3f}"))
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(f"| {m if m in ('ALL', 'LONGER') else f'{m}@30%'} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

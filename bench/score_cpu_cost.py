@@ -122,11 +122,20 @@ def bare_tokenizer(pairs_dir: Path, tok, reps: int = 2) -> dict:
     resp = pd.unique(both["response"]).tolist()
     inputs = pd.unique(p["input"]).tolist()
     out = {"encoded_texts": len(joint) + len(resp), "unique_strings": len(inputs) + len(resp)}
-    for name, calls in {
-        "bare_tok_encoded_s": lambda: (tok(joint["input"].tolist(), joint["response"].tolist()),
-                                       tok(resp)),
-        "bare_tok_unique_s": lambda: tok(inputs + resp, add_special_tokens=False),
-    }.items():
+    ji, jr, uniq = joint["input"].tolist(), joint["response"].tolist(), inputs + resp
+    step = 50_000  # chunks: the tokenizer's Python lists of 1M texts would need ~20 GB
+
+    def encoded():
+        for i in range(0, len(ji), step):
+            tok(ji[i: i + step], jr[i: i + step])
+        for i in range(0, len(resp), step):
+            tok(resp[i: i + step])
+
+    def unique():
+        for i in range(0, len(uniq), step):
+            tok(uniq[i: i + step], add_special_tokens=False)
+
+    for name, calls in {"bare_tok_encoded_s": encoded, "bare_tok_unique_s": unique}.items():
         best, best_cpu = np.inf, np.inf
         for _ in range(reps):
             t, c = time.perf_counter(), cpu_seconds()
@@ -181,13 +190,17 @@ def main(argv=None) -> int:
            "batch_size": a.batch_size, "shard_size": a.shard_size,
            "loadavg_start": os.getloadavg()[0]}
     run, _ = score_once(pairs_dir, work, a, "timed")
+    run["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     res["score"] = run
+    if a.out:  # partial result first: the tokenizer baseline of 1M pairs takes minutes
+        Path(a.out).write_text(json.dumps(res, indent=1))
     from transformers import AutoTokenizer
 
     from pdselect.reward.embed import resolve_encoder_path
 
     tok = AutoTokenizer.from_pretrained(resolve_encoder_path("minilm"))
-    res["tokenizer"] = bare = bare_tokenizer(pairs_dir, tok)
+    res["tokenizer"] = bare = bare_tokenizer(pairs_dir, tok, reps=2 if a.n_pairs <= 200_000
+                                             else 1)
     n = run["unique_texts_encoded"]
     res["bare_tok_encoded_us_per_text"] = round(1e6 * bare["bare_tok_encoded_s"] / n, 2)
     res["bare_tok_unique_us_per_text"] = round(1e6 * bare["bare_tok_unique_s"] / n, 2)

@@ -121,3 +121,14 @@ def test_align_and_eval_stages_on_the_selection(demo_run, tmp_path):
     assert 0 <= ev["probe"]["selection"]["0.01"] <= 1
     gen = ev["policy"]["generations"]
     assert gen["n_prompts"] == 2 and "judge_gain" in gen and gen["aligned"]["mean_chars"] >= 0
+
+
+def test_changing_the_policy_length_reruns_the_token_check(demo_run, caplog):
+    """select's token check reads align.max_length: a new length must not leave it stale."""
+    with caplog.at_level("INFO"):
+        assert main(["run", "-c", "configs/demo.yaml", f"run_dir={demo_run}",
+                     "align.max_length=512"]) == 0
+    assert "select    config changed" in caplog.text or "select    done" in caplog.text
+    meta = json.loads((demo_run / "select" / "meta.json").read_text())
+    check = meta.get("token_check")
+    assert check is None or check["max_length"] == 512

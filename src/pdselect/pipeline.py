@@ -311,6 +311,8 @@ def config_fingerprint(cfg: RunConfig, name: str) -> str:
         from .run.fingerprint import reward_source_fingerprint
 
         extra = reward_source_fingerprint(cfg.proxy)
+    if "select" in keys:  # the hand-off's token check and select.method=irg read the policy
+        extra["_policy"] = [d["align"]["policy"], d["align"]["max_length"]]
     blob = json.dumps({**{k: d[k] for k in keys}, "_input": input_fingerprint(cfg.data)["digest"],
                        **extra}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]

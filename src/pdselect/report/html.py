@@ -25,6 +25,7 @@ from ..run.artifacts import RunDir
 from .html_pairs import (VERMILLION, esc, num, pairs_table, review_rows,  # noqa: F401
                          review_table)
 from .html_style import CSS, SCRIPT
+from .markdown import score_only_note
 
 FIGURES = {"pd_histogram": "PD histogram", "conflict_proxy": "aspect conflict (proxies)",
            "conflict_true": "aspect conflict (true ratings)", "length_shift": "length shift"}
@@ -304,7 +305,7 @@ def _proxies_section(r: dict) -> list[str]:
                     "PD weight", "reward-length r (rho=0)", "reward-length r (debiased)"], rows,
                    "nowrap"),
             f'<p class="note">{note}A proxy whose interval is not above 0.5 adds noise to '
-            "PD.</p>", "</section>"]
+            f"PD. {esc(score_only_note(r))}</p>", "</section>"]
 
 
 def _pd_section(figures: dict) -> list[str]:

@@ -156,6 +156,19 @@ def _md_proxy_row(name: str, m: dict, interval_of, weight=None) -> list:
             _ci(interval_of(m)), weight, m.get("length_corr_before"), m.get("length_corr_after")]
 
 
+def score_only_note(r: dict) -> str:
+    """What 'held-out accuracy' means when the rewards were given, not trained."""
+    backends = {m.get("backend") for m in r["proxy"].get("aspects", {}).values()}
+    given = sorted(backends & {"scores", "reward_model"})
+    if not given:
+        return ""
+    what = {"scores": "your own scores (proxy.backend=scores)",
+            "reward_model": "off-the-shelf reward models (proxy.backend=reward_model)"}
+    return (f"The rewards are {what[given[0]]}: nothing was trained, so 'held-out accuracy' is "
+            "how often each aspect's reward agrees with that aspect's own label, on every "
+            "train pair of the aspect.")
+
+
 def _md_proxies(r: dict) -> list[str]:
     """Each aspect proxy's held-out accuracy (and the unified margin model's, when trained)."""
     from ..reward.diagnostics import interval_of
@@ -173,7 +186,8 @@ def _md_proxies(r: dict) -> list[str]:
     if pw:
         L += [f"PD weights used (score.weighting={md_escape(pw['weighting'])}): "
               f"{md_escape(pw['rule'])}.", ""]
-    return L
+    note = score_only_note(r)
+    return L + ([note, ""] if note else [])
 
 
 def _md_conflict(r: dict) -> list[str]:

@@ -93,12 +93,33 @@ def selection_warnings(report: dict) -> list[str]:
                        f"{lb['share_chosen_longer']:.0%} of the pool; mean chosen length "
                        f"{la['mean_len_chosen']:.0f} vs {lb['mean_len_chosen']:.0f} characters. "
                        "DPO on it may learn 'longer is better'.")
+    out += token_warnings(s.get("token_check"))
     cut = s.get("pd_cutoff")
     if cut is not None and s["method"] == "pd" and cut > 0:
         n_pos = s.get("n_kept_pd_positive", 0)
         out.append(f"the PD cut-off is {cut:.4f} > 0: {n_pos} kept pairs have PD > 0 (the other "
                    "aspects on balance rate them the other way); a smaller budget keeps only "
                    "pairs the other aspects agree with.")
+    return out
+
+
+def token_warnings(check: dict | None) -> list[str]:
+    """The hand-off's token check (select/meta.json) as warnings: pairs a trainer would DROP
+    (TRL 1.16 drops a pair whose prompt alone fills max_length) shrink the delivered budget
+    unseen, so they are said first thing, with the fix."""
+    if not check:
+        return []
+    out = []
+    for split in ("train", "test"):
+        c = check.get(split) or {}
+        n, dropped = c.get("n", 0), c.get("n_prompt_fills_max_length", 0)
+        if n and dropped:
+            est = " (estimated from a sample)" if c.get("sampled") else ""
+            out.append(f"hand-off, {split} split: {dropped} of {n} pairs{est} have a prompt of "
+                       f">= {check['max_length']} {check.get('tokenizer', '')} tokens, and TRL "
+                       f"drops such pairs (longest prompt {c.get('max_prompt_tokens')} tokens). "
+                       f"Fix: train with max_length >= {c.get('max_total_tokens')} "
+                       "(align.max_length / --max_length), or truncate prompts from the left.")
     return out
 
 
@@ -120,6 +141,7 @@ def _selection_part(cfg: RunConfig, run: RunDir, train: pd.DataFrame,
             "n_kept_pd_positive": int((kept_pd > 0).sum()),
             "pd_pool": _describe(inspect["pd"]), "pd_kept": _describe(kept_pd),
             "dataset": select_meta.get("dataset"), "chat_format": select_meta.get("chat_format"),
+            "token_check": select_meta.get("token_check"),
             "examples": _examples(inspect, cfg.select.inspect_top, run.root)}
     if "h_agrees_overall" in train.columns and train["h_agrees_overall"].notna().any():
         methods = list(dict.fromkeys([cfg.select.method] + list(cfg.select.compare)))

@@ -16,7 +16,7 @@ from pdselect import pipeline
 from pdselect.cli import main
 from pdselect.config import load_config
 from pdselect.errors import PDSelectError
-from pdselect.run import artifacts
+from pdselect.run import safety
 
 EXAMPLE = Path(__file__).parent.parent / "src" / "pdselect" / "examples" / "wide_ratings.csv"
 
@@ -108,11 +108,11 @@ def test_torch_stream_error_on_a_full_disk_is_named_as_such(tmp_path, monkeypatc
                            "\nbasic_ios::clear: iostream error")
 
     monkeypatch.setitem(pipeline.STAGE_FUNCS, "ingest", torch_save_fails)
-    monkeypatch.setattr(artifacts, "low_on_space", lambda p, below=0: True)
+    monkeypatch.setattr(safety, "low_on_space", lambda p, below=0: True)
     with pytest.raises(PDSelectError, match=r"writing failed: .*ingest: the disk is full"):
         pipeline.run_pipeline(cfg, ["ingest"])
     # with space left, the same error is not disguised as a full disk
-    monkeypatch.setattr(artifacts, "low_on_space", lambda p, below=0: False)
+    monkeypatch.setattr(safety, "low_on_space", lambda p, below=0: False)
     with pytest.raises(RuntimeError, match="basic_ios"):
         pipeline.run_pipeline(cfg, ["ingest"])
 

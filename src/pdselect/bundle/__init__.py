@@ -18,7 +18,6 @@ Layout of BUNDLE:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import StageError
+from ..run.artifacts import file_sha256
 from .wheels import (DEFAULT_PLATFORMS, MODEL_PACKAGES, download, needed_packages,
                      own_wheel, parse_have, repack_installed, write_wheel)
 
@@ -46,14 +46,6 @@ def parse_size(text: str | int) -> int:
     if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
         raise StageError(f"--part-size {text!r}: expected a size like 45MB, 100MiB or 2GB.")
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_file(path: Path, part_size: int) -> list[Path]:
@@ -77,11 +69,11 @@ def write_bundle(out: Path, part_size: int, info: dict) -> dict:
         if f.name.startswith(("SHA256SUMS", "install.sh", "bundle.json")) or ".part-" in f.name:
             continue
         if f.stat().st_size > part_size:
-            whole[f.relative_to(out).as_posix()] = _sha256(f)
+            whole[f.relative_to(out).as_posix()] = file_sha256(f)
             split_file(f, part_size)
     shipped = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith(
         ("SHA256SUMS", "install.sh", "bundle.json")))
-    (out / "SHA256SUMS").write_text("".join(f"{_sha256(p)}  {p.relative_to(out).as_posix()}\n"
+    (out / "SHA256SUMS").write_text("".join(f"{file_sha256(p)}  {p.relative_to(out).as_posix()}\n"
                                             for p in shipped))
     (out / "SHA256SUMS.whole").write_text("".join(f"{s}  {n}\n" for n, s in whole.items()))
     (out / "install.sh").write_text(INSTALL_SH.replace("@PYTHON_VERSION@",

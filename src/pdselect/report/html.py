@@ -25,7 +25,7 @@ from ..run.artifacts import RunDir
 from .html_pairs import (VERMILLION, esc, num, pairs_table, review_rows,  # noqa: F401
                          review_table)
 from .html_style import CSS, SCRIPT
-from .markdown import score_only_note
+from .markdown import count_rows, drop_rows, score_only_note
 
 FIGURES = {"pd_histogram": "PD histogram", "conflict_proxy": "aspect conflict (proxies)",
            "conflict_true": "aspect conflict (true ratings)", "length_shift": "length shift"}
@@ -214,19 +214,7 @@ def _signed_ci(lo_hi) -> str:
 
 def _counts_section(r: dict) -> list[str]:
     """What each stage kept and dropped, and the reject reasons (as in report.md)."""
-    from .markdown import _reject_kind, split_ingest_rejects
-
-    ing, agg, s = r["ingest"], r["aggregate"], r["selection"]
-    dropped, ratings = split_ingest_rejects(ing["rejects"])
-    what = "responses" if ing["kind"] == "rated" else "pairs"
-    rows = [["ingest", ing.get("n_responses", ing.get("n_pairs")), what,
-             f"{dropped} records/{what} dropped, {ratings} ratings rejected (response kept)"],
-            ["aggregate", agg["n_pairs"], f"pairs ({agg['n_train']} train / {agg['n_test']} test)",
-             f"{sum(agg['rejects'].values())} pairs dropped"],
-            ["select", s["n_selected"], f"of {s['n_pool']} train pairs",
-             f"{s['n_pool'] - s['n_selected']} pairs not selected"]]
-    drops = [[st, _reject_kind(st, reason, ing["kind"]), reason, n]
-             for st in ("ingest", "aggregate") for reason, n in r[st]["rejects"].items()]
+    rows, drops = count_rows(r), drop_rows(r)
     P = ['<section id="counts"><h2>Counts per stage</h2>',
          _table(["stage", "kept", "what", "dropped or rejected"], rows)]
     if drops:

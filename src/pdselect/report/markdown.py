@@ -117,19 +117,29 @@ def _md_warnings(r: dict) -> list[str]:
     return L + [""]
 
 
-def _md_counts(r: dict) -> list[str]:
-    """What each stage kept and dropped, one row per stage."""
-    ing, agg = r["ingest"], r["aggregate"]
+def count_rows(r: dict) -> list[list]:
+    """What each stage kept and dropped, one row per stage (report.md and report.html)."""
+    ing, agg, sel = r["ingest"], r["aggregate"], r["selection"]
     dropped, ratings = split_ingest_rejects(ing["rejects"])
     what = "responses" if ing["kind"] == "rated" else "pairs"
-    rows = [["ingest", ing.get("n_responses", ing.get("n_pairs")), what,
+    return [["ingest", ing.get("n_responses", ing.get("n_pairs")), what,
              f"{dropped} records/{what} dropped, {ratings} ratings rejected (response kept)"],
             ["aggregate", agg["n_pairs"], f"pairs ({agg['n_train']} train / {agg['n_test']} test)",
              f"{sum(agg['rejects'].values())} pairs dropped"],
-            ["select", r["selection"]["n_selected"], f"of {r['selection']['n_pool']} train pairs",
-             f"{r['selection']['n_pool'] - r['selection']['n_selected']} pairs not selected"]]
+            ["select", sel["n_selected"], f"of {sel['n_pool']} train pairs",
+             f"{sel['n_pool'] - sel['n_selected']} pairs not selected"]]
+
+
+def drop_rows(r: dict) -> list[list]:
+    """Ingest's and aggregate's reject counts by reason (report.md and report.html)."""
+    return [[st, _reject_kind(st, reason, r["ingest"]["kind"]), reason, n]
+            for st in ("ingest", "aggregate") for reason, n in r[st]["rejects"].items()]
+
+
+def _md_counts(r: dict) -> list[str]:
+    """What each stage kept and dropped, one row per stage."""
     return ["## Counts per stage", ""] + _table(["stage", "kept", "what", "dropped or rejected"],
-                                                rows)
+                                                count_rows(r))
 
 
 def _reject_kind(stage: str, reason: str, ingest_kind: str) -> str:
@@ -143,8 +153,7 @@ def _reject_kind(stage: str, reason: str, ingest_kind: str) -> str:
 
 def _md_drops(r: dict) -> list[str]:
     """Ingest's and aggregate's reject counts by reason; nothing when there are none."""
-    drops = [[st, _reject_kind(st, reason, r["ingest"]["kind"]), reason, n]
-             for st in ("ingest", "aggregate") for reason, n in r[st]["rejects"].items()]
+    drops = drop_rows(r)
     if not drops:
         return []
     return (["Dropped or set aside, by reason (details in each stage's rejects.jsonl):", ""]

@@ -97,6 +97,7 @@ def stage_aggregate(cfg: RunConfig, run: RunDir) -> dict:
 
 def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
     from .reward import UNIFIED, train_proxy_models
+    from .reward.score_only import SCORE_ONLY, build_score_only
 
     aspects = read_json(run.root / "aggregate" / "meta.json")["aspects"]
     cap = cfg.proxy.max_pairs_per_aspect
@@ -108,9 +109,7 @@ def stage_proxy(cfg: RunConfig, run: RunDir, progress: bool = False) -> dict:
         train = read_train_sample(run.root / "aggregate" / "pairs.parquet", cap, cfg.seed)
     out = run.stage("proxy")
     floor = cfg.aggregate.min_pairs_per_aspect  # the one floor: aggregate checked the same
-    if cfg.proxy.backend in ("scores", "reward_model"):  # rewards as given: nothing trained
-        from .reward.score_only import build_score_only
-
+    if cfg.proxy.backend in SCORE_ONLY:  # rewards as given: nothing trained
         rated = run.root / "ingest" / "rated.parquet"
         metrics = build_score_only(train, aspects, cfg.proxy, cfg.seed, out, cfg.data.path,
                                    rated if rated.exists() else None, cfg.score.margin_model)

@@ -27,8 +27,8 @@ import pandas as pd
 
 from ..run.artifacts import write_json
 from ..errors import StageError
-from .base import META_FILE, ProxyModels, pearson, train_models, unique_texts
-from .diagnostics import accuracy_interval
+from .base import META_FILE, ProxyModels, train_models, unique_texts
+from .diagnostics import label_agreement
 
 logger = logging.getLogger(__name__)
 
@@ -112,21 +112,12 @@ def out_of_fold_metrics(models: CrossFitModels, pairs: pd.DataFrame, aspects: li
     """Per aspect: out-of-fold accuracy on D_k (reward gap > 0, rho dropped) with its 95%
     Wilson interval, and the correlation of the out-of-fold reward with response length."""
     gaps = models.gaps(pairs)
-    labels = pairs["aspect"].to_numpy()
     table, cw, cl = unique_texts(pairs)
     lens = n_tokens(table["response"].tolist()).astype(np.float64)
-    out = {}
-    for k, a in enumerate(aspects):
-        rows = np.flatnonzero(labels == a)
-        correct = int((gaps[rows, k] > 0).sum())
-        lo, hi = accuracy_interval(correct, len(rows))
-        # length correlation over the responses of D_k: chosen minus rejected gap vs dlen
-        dlen = lens[cw[rows]] - lens[cl[rows]]
-        out[a] = {"val_accuracy": correct / len(rows) if len(rows) else float("nan"),
-                  "val_accuracy_ci95": [lo, hi], "n_val": int(len(rows)),
-                  "n_pairs": int(len(rows)), "n_inputs": int(pairs["input_id"].iloc[rows].nunique()),
-                  "n_train": int(round(len(rows) * (models.n_folds - 1) / models.n_folds)),
-                  "gap_length_corr": pearson(gaps[rows, k], dlen),
+    # length correlation over the pairs of D_k: the gap vs the token length difference
+    out = label_agreement(gaps, pairs, aspects, lens[cw] - lens[cl])
+    for m in out.values():
+        m.update({"n_train": int(round(m["n_pairs"] * (models.n_folds - 1) / models.n_folds)),
                   "val_split": f"out of fold ({models.n_folds} folds by input)",
-                  "rho": cfg.rho, "tau": cfg.tau, "p_r": cfg.p_r, "backend": models.backend}
+                  "rho": cfg.rho, "tau": cfg.tau, "p_r": cfg.p_r, "backend": models.backend})
     return out

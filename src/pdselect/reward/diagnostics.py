@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import pearson
+
 MIN_VAL_PAIRS = 30
 
 
@@ -92,3 +94,24 @@ def reliability_weights(metrics: dict[str, dict], aspects: list[str]) -> np.ndar
         else:
             w.append(max(0.0, 2.0 * lo - 1.0))
     return np.asarray(w, dtype=np.float64)
+
+
+def label_agreement(gaps: np.ndarray, pairs, aspects: list[str],
+                    dlen: np.ndarray | None = None) -> dict[str, dict]:
+    """Per aspect k, how often column k of ``gaps`` agrees with the labels of D_k (the pairs
+    labelled k; a gap > 0 agrees, a tie does not): accuracy, its 95% Wilson interval, counts,
+    and (with ``dlen``, the pairs' length differences) the gap's correlation with length.
+    The one measurement behind a trained proxy's out-of-fold accuracy and a given reward's
+    agreement (reward/crossfit.py, reward/fixed.py)."""
+    labels = pairs["aspect"].to_numpy()
+    out = {}
+    for k, a in enumerate(aspects):
+        rows = np.flatnonzero(labels == a)
+        correct = int((gaps[rows, k] > 0).sum())
+        out[a] = {"val_accuracy": correct / len(rows) if len(rows) else float("nan"),
+                  "val_accuracy_ci95": list(accuracy_interval(correct, len(rows))),
+                  "n_val": int(len(rows)), "n_pairs": int(len(rows)),
+                  "n_inputs": int(pairs["input_id"].iloc[rows].nunique()) if len(rows) else 0}
+        if dlen is not None:
+            out[a]["gap_length_corr"] = pearson(gaps[rows, k], dlen[rows])
+    return out

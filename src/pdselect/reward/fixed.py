@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import StageError
-from .base import ProxyModels, pearson, unique_texts
-from .diagnostics import accuracy_interval
+from .base import ProxyModels, unique_texts
+from .diagnostics import label_agreement
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +43,12 @@ def agreement_metrics(gaps: np.ndarray, pairs: pd.DataFrame, aspects: list[str],
                       backend: str, lengths: np.ndarray | None = None) -> dict[str, dict]:
     """Per aspect k: share of D_k whose reward gap on k is > 0 (ties count as wrong, as for a
     trained proxy), its Wilson interval, and the gap's correlation with the length difference
-    (how much of the reward is 'longer is better')."""
-    labels = pairs["aspect"].to_numpy()
-    out = {}
-    for k, a in enumerate(aspects):
-        rows = np.flatnonzero(labels == a)
-        correct = int((gaps[rows, k] > 0).sum())
-        lo, hi = accuracy_interval(correct, len(rows))
-        m = {"val_accuracy": correct / len(rows) if len(rows) else float("nan"),
-             "val_accuracy_ci95": [lo, hi], "n_val": int(len(rows)), "n_train": 0,
-             "n_pairs": int(len(rows)),
-             "n_inputs": int(pairs["input_id"].iloc[rows].nunique()) if len(rows) else 0,
-             "val_split": "every pair of the aspect (score-only: nothing was trained on it)",
-             "backend": backend}
-        if lengths is not None:
-            m["gap_length_corr"] = pearson(gaps[rows, k], lengths[rows])
-        out[a] = m
+    (how much of the reward is 'longer is better'): diagnostics.label_agreement over all of
+    D_k, since nothing was trained on it."""
+    out = label_agreement(gaps, pairs, aspects, lengths)
+    for m in out.values():
+        m.update({"n_train": 0, "backend": backend, "val_split": "every pair of the aspect "
+                  "(score-only: nothing was trained on it)"})
     return out
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import StageError
 from .base import META_FILE, ProxyModels
+from .score_only import SCORE_ONLY
 
 
 def load_proxy_models(out_dir: str | Path, cfg) -> ProxyModels:
@@ -39,7 +40,7 @@ def load_proxy_models(out_dir: str | Path, cfg) -> ProxyModels:
     elif meta["backend"] == "multihead":
         from .multihead import MultiheadScorer
         scorer = MultiheadScorer.load(out_dir, cfg)
-    elif meta["backend"] in ("scores", "reward_model"):
+    elif meta["backend"] in SCORE_ONLY:
         scorer = _score_only_scorer(out_dir, meta["backend"], cfg)
     elif meta["backend"] == "trl":
         raise StageError(f"{f}: saved by the removed 'trl' backend (one model per aspect). "

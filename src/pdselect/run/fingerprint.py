@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 HASH_LIMIT = 64 * 2**20  # bytes; larger files count by size + mtime_ns
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
@@ -94,6 +95,6 @@ def reward_source_fingerprint(proxy_cfg) -> dict:
             sorted(set(proxy_cfg.reward_models.values()))
     out = {}
     for p in paths:
-        fp = input_fingerprint(type("Src", (), {"path": p, "hf_split": "", "preference_path": ""}))
+        fp = input_fingerprint(SimpleNamespace(path=p, hf_split="", preference_path=""))
         out[f"_reward_source:{p}"] = fp["digest"]
     return out

@@ -278,6 +278,10 @@ class ScoreLookup:
         keys = keys_of(first, pairs[col])
         return self._take(keys, "responses", lambda i: (first.iat[i], pairs[col].iat[i]))
 
+    def rewards(self, inputs, responses, progress: bool = False) -> np.ndarray:
+        raise StageError("the scores backend serves the gaps of PAIRS (a response is known by "
+                         "its input_id or input text); call gaps(pairs).")
+
     def pair_gaps(self, pairs: pd.DataFrame, progress: bool = False) -> np.ndarray:
         if self.meta["kind"] == "pair":
             keys = keys_of(pairs["input"], pairs["chosen"], pairs["rejected"])
